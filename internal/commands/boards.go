@@ -1,0 +1,74 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
+	"github.com/kanban-doctor/kanban-doctor/reports"
+)
+
+func boardsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "boards",
+		Usage:     "list boards with their files, journal mode and corrupt-backup inventory",
+		ArgsUsage: "[PATH...]",
+		Flags: []cli.Flag{
+			jsonFlag,
+			&cli.BoolFlag{Name: "archived", Usage: "include boards under kanban/boards/_archived/"},
+			&cli.BoolFlag{Name: "units", Usage: "list every backup unit (JSON: backups.units)"},
+		},
+		Action: func(c *cli.Context) error {
+			boards, err := discoverAll(c.Args().Slice(), board.Options{Archived: c.Bool("archived")})
+			if err != nil {
+				return err
+			}
+			reps := make([]board.Report, 0, len(boards))
+			for _, b := range boards {
+				b.Stat()
+				inv, err := board.ScanBackups(b.DB)
+				if err != nil {
+					return exitcode.Wrap(exitcode.Operational, err)
+				}
+				reps = append(reps, board.Report{Board: b, Backups: board.Summarize(inv, c.Bool("units"))})
+			}
+			if c.Bool("json") {
+				return reports.JSON(c.App.Writer, "boards", struct {
+					Boards []board.Report `json:"boards"`
+				}{reps})
+			}
+			return reports.BoardsText(c.App.Writer, reps)
+		},
+	}
+}
+
+// discoverAll resolves each PATH argument (or the default location) to boards. A PATH that is a
+// file must be a SQLite database (or empty); anything else is an operational error naming it.
+func discoverAll(paths []string, opts board.Options) ([]board.Board, error) {
+	if len(paths) == 0 {
+		paths = []string{""}
+	}
+	var all []board.Board
+	for _, p := range paths {
+		bs, err := board.Discover(p, opts)
+		if err != nil {
+			return nil, exitcode.Wrap(exitcode.Operational, err)
+		}
+		all = append(all, bs...)
+	}
+	return all, nil
+}
+
+// requireDatabase checks that an explicitly named file is a SQLite database.
+func requireDatabase(path string) error {
+	if _, err := board.ReadHeader(path); err != nil {
+		if errors.Is(err, board.ErrNotDatabase) {
+			return exitcode.Errorf(exitcode.Operational, "%s: %v", path, err)
+		}
+		return exitcode.Wrap(exitcode.Operational, fmt.Errorf("%s: %w", path, err))
+	}
+	return nil
+}
