@@ -151,7 +151,7 @@ func Discover(path string, opts Options) ([]Board, error) {
 		return nil, pathError(path, err)
 	}
 	if fi.Mode().IsRegular() {
-		return []Board{New(nameFor(filepath.Dir(abs), true), abs)}, nil
+		return []Board{New(nameFor(filepath.Dir(abs)), abs)}, nil
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a regular file or directory", path)
@@ -170,9 +170,9 @@ func discoverDir(given, dir string, opts Options) ([]Board, error) {
 	}
 	var boards []Board
 	if e, ok := has[DBName]; ok && !e.IsDir() {
-		boards = append(boards, New(nameFor(dir, false), filepath.Join(dir, DBName)))
+		boards = append(boards, New(nameFor(dir), filepath.Join(dir, DBName)))
 	} else if e, ok := has["board.json"]; ok && !e.IsDir() {
-		boards = append(boards, New(nameFor(dir, false), filepath.Join(dir, DBName)))
+		boards = append(boards, New(nameFor(dir), filepath.Join(dir, DBName)))
 	}
 	boardsDir := filepath.Join(dir, "kanban", "boards")
 	if fi, err := os.Stat(boardsDir); err == nil && fi.IsDir() {
@@ -245,7 +245,7 @@ func isBoardDir(d string) bool {
 }
 
 // nameFor names the board living in dir: its slug under kanban/boards/, else "default".
-func nameFor(dir string, isFile bool) string {
+func nameFor(dir string) string {
 	parent := filepath.Dir(dir)
 	if filepath.Base(parent) == "boards" && filepath.Base(filepath.Dir(parent)) == "kanban" {
 		return filepath.Base(dir)
@@ -270,7 +270,7 @@ func pathError(path string, err error) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%s: %w", path, ErrNotFound)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%s: permission denied: %w", path, fs.ErrPermission)
+		return fmt.Errorf("%s: %w", path, fs.ErrPermission)
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "too many links") || strings.Contains(msg, "too many levels") {

@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -53,6 +54,11 @@ func discoverAll(paths []string, opts board.Options) ([]board.Board, error) {
 	}
 	var all []board.Board
 	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+			if err := requireDatabase(p); err != nil {
+				return nil, err
+			}
+		}
 		bs, err := board.Discover(p, opts)
 		if err != nil {
 			return nil, exitcode.Wrap(exitcode.Operational, err)
@@ -66,7 +72,7 @@ func discoverAll(paths []string, opts board.Options) ([]board.Board, error) {
 func requireDatabase(path string) error {
 	if _, err := board.ReadHeader(path); err != nil {
 		if errors.Is(err, board.ErrNotDatabase) {
-			return exitcode.Errorf(exitcode.Operational, "%s: %v", path, err)
+			return exitcode.Errorf(exitcode.Operational, "%s: %w", path, err)
 		}
 		return exitcode.Wrap(exitcode.Operational, fmt.Errorf("%s: %w", path, err))
 	}

@@ -1,0 +1,150 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
+)
+
+// TestMain lets this test binary act as kanban-doctor (for transcript tests) and as its own
+// children (confirmation probe, writers).
+func TestMain(m *testing.M) {
+	reexec.Init()
+	os.Exit(testscript.RunMain(m, map[string]func() int{
+		"kanban-doctor": func() int { return Run(context.Background(), os.Args, os.Stdout, os.Stderr) },
+	}))
+}
+
+// TestScripts runs the CLI transcripts in testdata/script: each pins a command's output and exit status.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{Dir: "testdata/script", Setup: scriptSetup,
+		Cmds:      map[string]func(ts *testscript.TestScript, neg bool, args []string){"status": cmdStatus, "asnobody": cmdAsNobody},
+		Condition: scriptCondition})
+}
+
+// cmdStatus runs "status N prog args...": prog must exit with exactly status N. Its stdout and
+// stderr are then checked by the usual stdout/stderr commands.
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: status N prog [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("status: %v", err)
+	}
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("status: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+func scriptSetup(env *testscript.Env) error {
+	env.Setenv("NO_COLOR", "1")
+	env.Setenv("HOME", env.WorkDir+"/home")
+	// Let asnobody's uid reach $WORK, so a permission test fails on the directory it names.
+	os.Chmod(filepath.Dir(env.WorkDir), 0o755)
+	os.Chmod(env.WorkDir, 0o755)
+	return nil
+}
+
+func scriptCondition(cond string) (bool, error) {
+	switch cond {
+	case "root":
+		return os.Geteuid() == 0, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
+// cmdAsNobody runs "asnobody N prog args...": like status, but as uid/gid 65534 (root only), so
+// permission errors can be tested on a machine where tests run as root.
+func cmdAsNobody(ts *testscript.TestScript, neg bool, args []string) {
+	if os.Geteuid() != 0 {
+		ts.Logf("not root: skipping asnobody")
+		return
+	}
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: asnobody N prog [args...]")
+	}
+	want, _ := strconv.Atoi(args[0])
+	if args[1] != "kanban-doctor" {
+		ts.Fatalf("asnobody runs kanban-doctor only")
+	}
+	prog := nobodyBinary(ts)
+	cmd := exec.Command(prog, args[2:]...)
+	cmd.Args[0] = "kanban-doctor"
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "HOME="+ts.Getenv("HOME"), "NO_COLOR=1", "PATH="+ts.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	got := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("asnobody: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	ts.Logf("[stderr]\n%s", errb.String())
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+	if !strings.Contains(errb.String(), "permission denied") {
+		ts.Fatalf("stderr does not say permission denied: %q", errb.String())
+	}
+}
+
+var (
+	nobodyOnce sync.Once
+	nobodyPath string
+	nobodyErr  error
+)
+
+// nobodyBinary copies this test binary where uid 65534 can execute it (testscript's own bin
+// directory is private).
+func nobodyBinary(ts *testscript.TestScript) string {
+	nobodyOnce.Do(func() {
+		exe, err := os.Executable()
+		if err != nil {
+			nobodyErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "kd-nobody-")
+		if err != nil {
+			nobodyErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		data, err := os.ReadFile(exe)
+		if err != nil {
+			nobodyErr = err
+			return
+		}
+		nobodyPath = filepath.Join(dir, "kanban-doctor")
+		nobodyErr = os.WriteFile(nobodyPath, data, 0o755)
+	})
+	if nobodyErr != nil {
+		ts.Fatalf("asnobody: %v", nobodyErr)
+	}
+	return nobodyPath
+}
