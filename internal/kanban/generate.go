@@ -157,3 +157,7 @@ func Init(ctx context.Context, path string) error {
 	}
 	return db.Close()
 }
+
+// BytesPerTask is the approximate size a generated task adds to a board (measured with the
+// default options), for sizing benchmark boards.
+const BytesPerTask = 3665
