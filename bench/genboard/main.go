@@ -18,6 +18,7 @@ func main() {
 	tasks := flag.Int("tasks", 0, "number of tasks (overrides -mb)")
 	seed := flag.Uint64("seed", 1, "seed")
 	wal := flag.Bool("wal", false, "leave the board in WAL mode")
+	events := flag.Int("events", 40, "average events per task (real boards are event-heavy)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: genboard [-mb N | -tasks N] [-wal] PATH")
@@ -25,10 +26,10 @@ func main() {
 	}
 	n := *tasks
 	if n == 0 {
-		n = *mb * 1024 * 1024 / kanban.BytesPerTask
+		n = *mb * 1024 * 1024 / (kanban.BytesPerTask + (*events-4)*kanban.BytesPerEvent)
 	}
 	start := time.Now()
-	if err := kanban.Generate(context.Background(), flag.Arg(0), kanban.GenOptions{Tasks: n, Seed: *seed, WAL: *wal}); err != nil {
+	if err := kanban.Generate(context.Background(), flag.Arg(0), kanban.GenOptions{Tasks: n, Seed: *seed, WAL: *wal, Events: *events}); err != nil {
 		fmt.Fprintln(os.Stderr, "genboard:", err)
 		os.Exit(8)
 	}

@@ -19,6 +19,9 @@ type GenOptions struct {
 	// AttachmentBytes is the size of the large attachment every 50th task gets (overflow pages);
 	// default 9000.
 	AttachmentBytes int
+	// Events is the average number of events per task (the event log is the table that grows on
+	// real boards); 0 means about 4.5.
+	Events int
 }
 
 // Generate writes a realistic board at path (which must not exist): the hermes schema, tasks with
@@ -98,7 +101,11 @@ func fill(ctx context.Context, tx *sql.Tx, w *Writer, o GenOptions) error {
 			runID, id, fmt.Sprintf("worker-%d", r.IntN(20)), st, now+1, nullIf(st != "done", now+60), nullIf(st != "done", 0), Text(r, 100+r.IntN(900))); err != nil {
 			return err
 		}
-		for e, n := 0, 2+r.IntN(6); e < n; e++ {
+		nEvents := 2 + r.IntN(6)
+		if o.Events > 0 {
+			nEvents = o.Events/2 + r.IntN(o.Events+1)
+		}
+		for e := 0; e < nEvents; e++ {
 			kind := []string{"created", "claimed", "heartbeat", "progress", "completed", "commented"}[r.IntN(6)]
 			if _, err := tx.ExecContext(ctx, `INSERT INTO task_events(task_id,run_id,kind,payload,created_at) VALUES(?,?,?,?,?)`,
 				id, runID, kind, fmt.Sprintf(`{"step":%d,"note":%q}`, e, Text(r, 20+r.IntN(200))), now+float64(e)); err != nil {
@@ -161,3 +168,6 @@ func Init(ctx context.Context, path string) error {
 // BytesPerTask is the approximate size a generated task adds to a board (measured with the
 // default options), for sizing benchmark boards.
 const BytesPerTask = 3665
+
+// BytesPerEvent is the approximate size one more event adds (row and its two indexes).
+const BytesPerEvent = 290
