@@ -48,13 +48,11 @@ func ParseBackupName(dbName, name string) (BackupName, bool) {
 		bn.Part, bn.Unit = PartSHM, strings.TrimSuffix(name, "-shm")
 	}
 	prefix := dbName + ".corrupt."
-	if !strings.HasPrefix(bn.Unit, prefix) || !strings.HasSuffix(bn.Unit, ".bak") {
+	// The prefix and the ".bak" suffix must not overlap, and something must stand between them.
+	if len(bn.Unit) <= len(prefix)+len(".bak") || !strings.HasPrefix(bn.Unit, prefix) || !strings.HasSuffix(bn.Unit, ".bak") {
 		return BackupName{}, false
 	}
 	mid := bn.Unit[len(prefix) : len(bn.Unit)-len(".bak")]
-	if mid == "" || len(bn.Unit) < len(prefix)+len(".bak") {
-		return BackupName{}, false
-	}
 	if isHex16(mid) {
 		bn.Gen, bn.Hash = GenContent, mid
 		return bn, true

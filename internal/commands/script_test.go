@@ -15,6 +15,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
 )
 
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 // TestScripts runs the CLI transcripts in testdata/script: each pins a command's output and exit status.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{Dir: "testdata/script", Setup: scriptSetup,
-		Cmds:      map[string]func(ts *testscript.TestScript, neg bool, args []string){"status": cmdStatus, "asnobody": cmdAsNobody},
+		Cmds:      map[string]func(ts *testscript.TestScript, neg bool, args []string){"status": cmdStatus, "asnobody": cmdAsNobody, "mkboard": cmdMkboard},
 		Condition: scriptCondition})
 }
 
@@ -147,4 +148,33 @@ func nobodyBinary(ts *testscript.TestScript) string {
 		ts.Fatalf("asnobody: %v", nobodyErr)
 	}
 	return nobodyPath
+}
+
+// cmdMkboard runs "mkboard [-wal] [-tasks N] PATH": a real generated kanban board at PATH.
+func cmdMkboard(ts *testscript.TestScript, neg bool, args []string) {
+	wal, tasks := false, 200
+	for len(args) > 1 {
+		switch args[0] {
+		case "-wal":
+			wal, args = true, args[1:]
+		case "-tasks":
+			n, err := strconv.Atoi(args[1])
+			if err != nil {
+				ts.Fatalf("mkboard: %v", err)
+			}
+			tasks, args = n, args[2:]
+		default:
+			ts.Fatalf("usage: mkboard [-wal] [-tasks N] PATH")
+		}
+	}
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: mkboard [-wal] [-tasks N] PATH")
+	}
+	p := ts.MkAbs(args[0])
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		ts.Fatalf("mkboard: %v", err)
+	}
+	if err := kanban.Generate(context.Background(), p, kanban.GenOptions{Tasks: tasks, Seed: 1, WAL: wal}); err != nil {
+		ts.Fatalf("mkboard: %v", err)
+	}
 }
