@@ -1,0 +1,197 @@
+package health
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/probe"
+)
+
+// Content is one distinct content among a board's corrupt backups: the units whose main file (and
+// -wal companion, when there is one) are byte-identical. The -shm is an index SQLite rebuilds and
+// does not count.
+type Content struct {
+	// SHA256 is the hex SHA-256 of the main file; its first 16 digits are what hermes's
+	// content-addressed names carry. Empty when the content's size is unique, so no hash was needed
+	// to tell it apart.
+	SHA256    string    `json:"sha256,omitempty"`
+	WALSHA256 string    `json:"wal_sha256,omitempty"`
+	Size      int64     `json:"size"`               // main file
+	WALSize   int64     `json:"wal_size,omitempty"` // -wal companion, 0 when none
+	HasWAL    bool      `json:"has_wal"`
+	Units     int       `json:"units"`
+	Bytes     int64     `json:"bytes"` // all units of this content, companions included
+	First     time.Time `json:"first"`
+	Last      time.Time `json:"last"`
+	Example   string    `json:"example"` // path of the first unit's main file
+	// Check is the probe's answer on Example (with --check-contents), nil when not checked.
+	Check *ContentCheck `json:"check,omitempty"`
+}
+
+// ContentCheck is what the probe said about one backup content.
+type ContentCheck struct {
+	Verdict  probe.Verdict   `json:"verdict"`
+	Class    probe.Class     `json:"class,omitempty"`
+	Findings []probe.Finding `json:"findings"`
+	Error    string          `json:"error,omitempty"` // the check could not run
+}
+
+// Healthy reports whether the content was checked and found healthy: a backup made by a guard
+// that cried wolf.
+func (c Content) Healthy() bool {
+	return c.Check != nil && c.Check.Error == "" && c.Check.Verdict == probe.Healthy
+}
+
+// GroupContents finds the distinct contents among units. Units are compared by size first; only
+// units whose sizes collide are hashed (hard links to an already hashed inode are not read
+// again). Units sharing an inode with skip (the live DB) are never read and each counts as its own
+// content. progress may be nil. Backups are static files, so reading them is safe; the live DB
+// is never opened here.
+func GroupContents(ctx context.Context, units []board.Unit, skip os.FileInfo, progress Progress) ([]Content, error) {
+	type key struct {
+		size, wal int64
+		hasWAL    bool
+	}
+	bySize := map[key][]int{}
+	for i, u := range units {
+		k := key{size: u.Main.Size, hasWAL: u.WAL != nil}
+		if u.WAL != nil {
+			k.wal = u.WAL.Size
+		}
+		bySize[k] = append(bySize[k], i)
+	}
+	var toHash int64
+	for _, idx := range bySize {
+		if len(idx) > 1 {
+			for _, i := range idx {
+				toHash += units[i].Main.Size
+				if units[i].WAL != nil {
+					toHash += units[i].WAL.Size
+				}
+			}
+		}
+	}
+	if progress != nil && toHash > 0 {
+		progress.Start("hashing backups", toHash, true)
+		defer progress.Done()
+	}
+	h := hasher{byInode: map[uint64]string{}, skip: skip, progress: progress}
+	groups := map[string]*Content{}
+	var order []string
+	add := func(id string, u board.Unit, c Content) {
+		g, ok := groups[id]
+		if !ok {
+			c.First, c.Last, c.Example = u.Time, u.Time, u.Main.Path
+			g = &c
+			groups[id] = g
+			order = append(order, id)
+		}
+		g.Units++
+		g.Bytes += u.Bytes()
+		if u.Time.Before(g.First) {
+			g.First = u.Time
+		}
+		if u.Time.After(g.Last) {
+			g.Last = u.Time
+		}
+	}
+	for i, u := range units {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("group backup contents: %w", err)
+		}
+		k := key{size: u.Main.Size, hasWAL: u.WAL != nil}
+		c := Content{Size: u.Main.Size, HasWAL: u.WAL != nil}
+		if u.WAL != nil {
+			k.wal, c.WALSize = u.WAL.Size, u.WAL.Size
+		}
+		if len(bySize[k]) == 1 {
+			add(fmt.Sprintf("unique:%d", i), u, c)
+			continue
+		}
+		sum, err := h.sum(ctx, u.Main)
+		if err != nil {
+			return nil, err
+		}
+		if sum == "" { // the live DB's inode: never read, never merged
+			add(fmt.Sprintf("live:%d", i), u, c)
+			continue
+		}
+		c.SHA256 = sum
+		id := sum
+		if u.WAL != nil {
+			ws, err := h.sum(ctx, *u.WAL)
+			if err != nil {
+				return nil, err
+			}
+			c.WALSHA256 = ws
+			id += "+" + ws
+		}
+		add(id, u, c)
+	}
+	out := make([]Content, 0, len(order))
+	for _, id := range order {
+		out = append(out, *groups[id])
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].First.Before(out[j].First) })
+	return out, nil
+}
+
+type hasher struct {
+	byInode  map[uint64]string
+	skip     os.FileInfo
+	progress Progress
+}
+
+// sum hashes one static backup file; "" means it is the live DB (same inode) and was not read.
+func (h *hasher) sum(ctx context.Context, f board.File) (string, error) {
+	if f.Inode != 0 {
+		if s, ok := h.byInode[f.Inode]; ok {
+			h.add(f.Size)
+			return s, nil
+		}
+	}
+	if h.skip != nil {
+		if fi, err := os.Stat(f.Path); err == nil && os.SameFile(fi, h.skip) {
+			return "", nil
+		}
+	}
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
+	}
+	defer file.Close()
+	d := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
+		}
+		n, err := file.Read(buf)
+		d.Write(buf[:n])
+		h.add(int64(n))
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
+		}
+	}
+	s := hex.EncodeToString(d.Sum(nil))
+	if f.Inode != 0 {
+		h.byInode[f.Inode] = s
+	}
+	return s, nil
+}
+
+func (h *hasher) add(n int64) {
+	if h.progress != nil {
+		h.progress.Add(n)
+	}
+}
