@@ -184,6 +184,12 @@ func buildBoard(ctx context.Context, b board.Board, o Options, log *slog.Logger)
 		}
 		hb.Error = err.Error()
 	} else {
+		if res.Findings == nil {
+			res.Findings = []probe.Finding{}
+		}
+		if res.Hazards == nil {
+			res.Hazards = []probe.Hazard{}
+		}
 		hb.Check = &res
 		hb.Verdict = res.Verdict
 	}

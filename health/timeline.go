@@ -10,8 +10,8 @@ import (
 // Timeline is when a board's corrupt backups were made: counts per time bucket and the bursts
 // (storms) among them.
 type Timeline struct {
-	Start time.Time `json:"start"` // start of the first bucket
-	End   time.Time `json:"end"`   // end of the last bucket
+	Start time.Time `json:"start,omitzero"` // start of the first bucket; absent with no backups
+	End   time.Time `json:"end,omitzero"`   // end of the last bucket
 	// BucketSeconds is the width of one bucket, chosen so the span fits in about MaxBuckets bars.
 	BucketSeconds int64    `json:"bucket_seconds"`
 	Buckets       []Bucket `json:"buckets"`

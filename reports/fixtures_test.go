@@ -49,7 +49,7 @@ func goldenReport() health.Report {
 	units := stormUnits()
 	tl := health.BuildTimeline(units, health.TimelineOptions{})
 	contents := []health.Content{
-		{SHA256: "5e1f0c7d9a8b6c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d", WALSHA256: "aa11", Size: 229376, WALSize: 4152, HasWAL: true,
+		{SHA256: "5e1f0c7d9a8b6c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d", WALSHA256: "aa11bb22cc33dd44ee55ff6600112233445566778899aabbccddeeff00112233", Size: 229376, WALSize: 4152, HasWAL: true,
 			Units: 9, Bytes: 9 * (229376 + 4152), First: units[0].Time, Last: units[9].Time, Example: units[0].Main.Path,
 			Check: &health.ContentCheck{Verdict: probe.Healthy, Findings: []probe.Finding{}}},
 		{Size: 229376, Units: 1, Bytes: 229376, First: units[5].Time, Last: units[5].Time, Example: units[5].Main.Path,
