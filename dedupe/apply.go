@@ -1,0 +1,391 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
+)
+
+// ApplyOptions for Apply.
+type ApplyOptions struct {
+	Progress Progress     // nil: none
+	Logger   *slog.Logger // nil: silent
+}
+
+// Result is what Apply did. Its JSON shape is a contract (README).
+type Result struct {
+	Done         int       `json:"done"`    // duplicate units and redundant orphans acted on
+	Skipped      int       `json:"skipped"` // left alone because something changed since the scan
+	Failed       int       `json:"failed"`  // an operation failed (the unit may be an orphan now; a rerun finishes it)
+	Files        int       `json:"files"`   // files removed, linked or moved
+	FreedBytes   int64     `json:"freed_bytes"`
+	Freed        string    `json:"freed"`
+	TempsCleaned []string  `json:"temps_cleaned"`
+	Problems     []Outcome `json:"problems"`
+}
+
+// Outcome is one unit Apply did not finish, and why.
+type Outcome struct {
+	Path   string `json:"path"`
+	Kept   string `json:"kept,omitempty"`
+	Status string `json:"status"` // "skipped" or "failed"
+	Reason string `json:"reason"`
+}
+
+// Apply carries out the plan: it first removes temporary links a killed run left, then for each
+// duplicate re-checks the duplicate and the kept unit (same size, mtime and inode as scanned,
+// still regular files in a scanned directory, absent companions still absent), proves every part
+// byte-identical to the kept unit's (same inode, the in-memory proof from Scan, or a comparison
+// from disk), and only then acts. Anything that changed is skipped and reported. A cancelled ctx
+// stops between units and returns what was done with ctx's error.
+func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{TempsCleaned: []string{}, Problems: []Outcome{}}
+	touched := map[string]bool{}
+	p.cleanTemps(res, touched)
+	if o.Progress != nil {
+		o.Progress.Start("deduplicating", int64(len(p.ops)), false)
+		defer o.Progress.Done()
+	}
+	var err error
+	for _, op := range p.ops {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var subject string
+		if op.unit >= 0 {
+			subject = p.inv.path(p.inv.units[op.unit].parts[PartMain])
+		} else {
+			subject = p.inv.path(op.orphan)
+		}
+		kept := p.inv.path(p.inv.units[op.kept].parts[PartMain])
+		files, freed, why, failed := p.do(op, touched)
+		switch {
+		case why == "":
+			res.Done++
+			res.Files += files
+			res.FreedBytes += freed
+			log.Debug("dedupe", "action", p.opts.Action, "path", subject, "kept", kept)
+		case failed:
+			res.Failed++
+			res.Files += files
+			res.Problems = append(res.Problems, Outcome{subject, kept, "failed", why})
+			log.Warn("dedupe failed", "path", subject, "reason", why)
+		default:
+			res.Skipped++
+			res.Problems = append(res.Problems, Outcome{subject, kept, "skipped", why})
+			log.Info("dedupe skipped", "path", subject, "reason", why)
+		}
+		if o.Progress != nil {
+			o.Progress.Add(1)
+		}
+	}
+	for d := range touched {
+		if serr := atomicfile.SyncDir(d); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	res.Freed = humanize.IBytes(uint64(res.FreedBytes))
+	if err != nil {
+		return res, fmt.Errorf("apply dedupe: %w", err)
+	}
+	return res, nil
+}
+
+// cleanTemps removes temporary links left by a killed hardlink run. A temp is removed only when it
+// is a second name of a file the scan saw under its real name, and that name still exists.
+func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
+	if len(p.inv.Temps) == 0 {
+		return
+	}
+	byIno := map[inodeKey]int32{}
+	dirOf := map[string]int32{}
+	for i, d := range p.inv.Dirs {
+		dirOf[d.Path] = int32(i)
+	}
+	for i := range p.inv.files {
+		f := &p.inv.files[i]
+		byIno[inodeKey{f.dir, f.Inode}] = int32(i)
+	}
+	for _, t := range p.inv.Temps {
+		di, ok := dirOf[filepath.Dir(t)]
+		fi, err := os.Lstat(t)
+		if !ok || err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if st == nil || st.Nlink < 2 {
+			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is the only name of its content: left in place"})
+			continue
+		}
+		twin, ok := byIno[inodeKey{di, st.Ino}]
+		if !ok {
+			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is not a second name of a scanned backup: left in place"})
+			continue
+		}
+		if tfi, err := os.Lstat(p.inv.path(twin)); err != nil || sameIno(tfi) != st.Ino {
+			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "the backup it links to is gone: left in place"})
+			continue
+		}
+		if err := os.Remove(t); err == nil {
+			res.TempsCleaned = append(res.TempsCleaned, t)
+			touched[filepath.Dir(t)] = true
+		}
+	}
+}
+
+func sameIno(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// pair is one file of the subject with the kept file it must equal.
+type pair struct{ dup, kept int32 }
+
+// do runs one op. It returns the files acted on, the bytes freed, and a reason when it did not
+// finish (failed says the reason is an error, not a skip).
+func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
+	inv := p.inv
+	k := &inv.units[op.kept]
+	// The kept unit must be exactly what was scanned.
+	for pt, fi := range k.parts {
+		if fi >= 0 {
+			if why := p.recheck(fi); why != "" {
+				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
+			}
+		} else if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
+			return 0, 0, "kept copy: " + why, false
+		}
+	}
+	var pairs []pair
+	if op.unit >= 0 {
+		u := &inv.units[op.unit]
+		for pt, fi := range u.parts {
+			if fi < 0 {
+				if why := absent(inv.path(u.parts[PartMain]) + partSuffix[pt]); why != "" {
+					return 0, 0, why, false
+				}
+				continue
+			}
+			pairs = append(pairs, pair{fi, k.parts[pt]})
+		}
+	} else {
+		pairs = []pair{{op.orphan, k.parts[inv.files[op.orphan].part]}}
+	}
+	for _, pr := range pairs {
+		if why := p.recheck(pr.dup); why != "" {
+			return 0, 0, why, false
+		}
+		if inv.files[pr.dup].dir != inv.files[pr.kept].dir && inv.Dirs[inv.files[pr.dup].dir].dev != inv.Dirs[inv.files[pr.kept].dir].dev && p.opts.Action == ActionHardlink {
+			return 0, 0, "kept copy is on another filesystem: cannot hardlink", false
+		}
+		if why := p.prove(pr); why != "" {
+			return 0, 0, why, false
+		}
+	}
+	defer p.refreshKept(pairs)
+	switch p.opts.Action {
+	case ActionHardlink:
+		return p.hardlink(pairs, touched)
+	case ActionMove:
+		return p.move(pairs, touched)
+	}
+	return p.remove(pairs, touched)
+}
+
+// refreshKept notes the kept files' new ctime after an action that changed their link count
+// (linking to them, or unlinking a name that was already a link to them), so the next duplicate's
+// re-check of the kept copy stays exact. Size, mtime and inode must still be as scanned.
+func (p *Plan) refreshKept(pairs []pair) {
+	for _, pr := range pairs {
+		k := &p.inv.files[pr.kept]
+		if k.ctime == 0 {
+			continue
+		}
+		if fi, err := os.Lstat(k.Path); err == nil && sameInfo(fi, k.File, 0) == "" {
+			k.ctime = ctimeOf(fi)
+		}
+	}
+}
+
+// recheck lstats file i: same inode, size, mtime as scanned, a regular file, in a scanned
+// directory and not one of the live board's files.
+func (p *Plan) recheck(i int32) string {
+	f := &p.inv.files[i]
+	d := &p.inv.Dirs[f.dir]
+	if filepath.Dir(f.Path) != d.Path || d.live[f.Path] {
+		return ErrOutside.Error()
+	}
+	fi, err := os.Lstat(f.Path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "vanished since the scan"
+		}
+		return fmt.Sprintf("stat: %v", errors.Unwrap(err))
+	}
+	return sameInfo(fi, f.File, f.ctime)
+}
+
+// absent checks that a companion the scan did not see has not appeared since.
+func absent(path string) string {
+	if _, err := os.Lstat(path); err == nil {
+		return "companion " + filepath.Base(path) + " appeared since the scan"
+	}
+	return ""
+}
+
+// prove establishes that the two files are byte-identical: the same inode, both proven equal to
+// the same in-memory copy while hashing, or a comparison from disk now.
+func (p *Plan) prove(pr pair) string {
+	inv := p.inv
+	a, b := &inv.files[pr.dup], &inv.files[pr.kept]
+	if inv.linked(pr.dup, pr.kept) {
+		return ""
+	}
+	if a.state != stHashed || b.state != stHashed || a.sum != b.sum || a.Size != b.Size {
+		return "content differs from the kept copy"
+	}
+	if a.rep >= 0 && a.rep == b.rep {
+		return ""
+	}
+	return compareFiles(a, b)
+}
+
+// compareFiles compares two files from disk, refusing symlinks and files changed since the scan.
+func compareFiles(a, b *file) string {
+	fa, err := os.OpenFile(a.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Sprintf("open: %v", err)
+	}
+	defer fa.Close()
+	fb, err := os.OpenFile(b.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Sprintf("open kept copy: %v", err)
+	}
+	defer fb.Close()
+	if why := sameFile(fa, a.File); why != "" {
+		return why
+	}
+	if why := sameFile(fb, b.File); why != "" {
+		return "kept copy: " + why
+	}
+	const chunk = 256 << 10
+	ba, bb := make([]byte, chunk), make([]byte, chunk)
+	for {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return "content differs from the kept copy (byte comparison)"
+		}
+		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
+			if eb != ea {
+				return "content differs from the kept copy (length)"
+			}
+			return ""
+		}
+		if ea != nil {
+			return fmt.Sprintf("read: %v", ea)
+		}
+		if eb != nil {
+			return fmt.Sprintf("read kept copy: %v", eb)
+		}
+	}
+}
+
+// remove unlinks the duplicate's files, main first: a kill in between leaves companions that the
+// next run recognises as byte-identical orphans, never a main file that lost its -wal (which would
+// look like a different content).
+func (p *Plan) remove(pairs []pair, touched map[string]bool) (int, int64, string, bool) {
+	n, freed := 0, int64(0)
+	for _, pr := range pairs {
+		f := &p.inv.files[pr.dup]
+		if err := os.Remove(f.Path); err != nil {
+			return n, freed, fmt.Sprintf("remove: %v", errors.Unwrap(err)), true
+		}
+		touched[filepath.Dir(f.Path)] = true
+		n++
+		if !p.inv.linked(pr.dup, pr.kept) {
+			freed += f.Size
+		}
+	}
+	return n, freed, "", false
+}
+
+// hardlink replaces each duplicate file by a link to the kept file: link to a temporary name in
+// the duplicate's directory, then rename over the duplicate (atomic; the name always holds one of
+// two identical contents).
+func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, string, bool) {
+	n, freed := 0, int64(0)
+	for _, pr := range pairs {
+		if p.inv.linked(pr.dup, pr.kept) {
+			continue
+		}
+		f, k := &p.inv.files[pr.dup], &p.inv.files[pr.kept]
+		dir, base := filepath.Split(f.Path)
+		var rnd [6]byte
+		rand.Read(rnd[:])
+		tmp := filepath.Join(dir, "."+base+tempMarker+hex.EncodeToString(rnd[:]))
+		if err := os.Link(k.Path, tmp); err != nil {
+			return n, freed, fmt.Sprintf("link: %v", errors.Unwrap(err)), true
+		}
+
+		if err := os.Rename(tmp, f.Path); err != nil {
+			os.Remove(tmp)
+			return n, freed, fmt.Sprintf("rename: %v", errors.Unwrap(err)), true
+		}
+		touched[filepath.Clean(dir)] = true
+		n++
+		freed += f.Size
+	}
+	return n, freed, "", false
+}
+
+// move links every file into the quarantine directory, syncs it, then unlinks the sources main
+// first. A file already linked there (a killed run) counts as moved.
+func (p *Plan) move(pairs []pair, touched map[string]bool) (int, int64, string, bool) {
+	for _, pr := range pairs {
+		f := &p.inv.files[pr.dup]
+		dst := filepath.Join(p.opts.To, filepath.Base(f.Path))
+		if err := os.Link(f.Path, dst); err != nil {
+			if !errors.Is(err, fs.ErrExist) {
+				return 0, 0, fmt.Sprintf("link into %s: %v", p.opts.To, errors.Unwrap(err)), true
+			}
+			fi, lerr := os.Lstat(dst)
+			if lerr != nil || sameIno(fi) != f.Inode {
+				return 0, 0, "destination " + dst + " exists with other content", false
+			}
+		}
+	}
+	if err := atomicfile.SyncDir(p.opts.To); err != nil {
+		return 0, 0, err.Error(), true
+	}
+	n, freed := 0, int64(0)
+	for _, pr := range pairs {
+		f := &p.inv.files[pr.dup]
+		if err := os.Remove(f.Path); err != nil {
+			return n, freed, fmt.Sprintf("remove after move: %v", errors.Unwrap(err)), true
+		}
+		touched[filepath.Dir(f.Path)] = true
+		n++
+		freed += f.Size
+	}
+	return n, freed, "", false
+}

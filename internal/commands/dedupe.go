@@ -1,0 +1,140 @@
+package commands
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/dedupe"
+	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
+	"github.com/kanban-doctor/kanban-doctor/reports"
+)
+
+func dedupeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dedupe-backups",
+		Usage: "collapse corrupt-backup storms to one unit per distinct content (dry run unless --apply)",
+		Description: "A unit is a backup's main file with its -wal/-shm companions; units are duplicates only when\n" +
+			"every part is byte-identical. Without --apply nothing is changed. With --apply each duplicate is\n" +
+			"re-checked and compared byte for byte with the kept unit before it is removed, linked or moved.",
+		ArgsUsage: "[PATH...]",
+		Flags: []cli.Flag{
+			jsonFlag,
+			&cli.BoolFlag{Name: "apply", Usage: "act on the duplicates (default: dry run, report only)"},
+			&cli.StringFlag{Name: "keep", Value: "oldest", Usage: "which unit of a group stays: oldest (the first evidence) or newest"},
+			&cli.StringFlag{Name: "action", Value: "remove", Usage: "remove, hardlink (atomic link to the kept unit) or move (needs --to)"},
+			&cli.StringFlag{Name: "to", Usage: "quarantine directory for --action move (same filesystem)"},
+			&cli.BoolFlag{Name: "check-contents", Usage: "check each distinct content with the probe (healthy database or corrupt)"},
+			&cli.BoolFlag{Name: "fail-on-duplicates", Usage: "exit 1 when a dry run finds duplicates"},
+			&cli.DurationFlag{Name: "burst-gap", Value: dedupeDefaultGap, Usage: "backups further apart than this start a new burst"},
+			&cli.IntFlag{Name: "workers", Value: 2, Usage: "parallel readers while hashing"},
+			&cli.BoolFlag{Name: "archived", Usage: "include boards under kanban/boards/_archived/"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx := c.Context
+			if c.Bool("apply") && c.Bool("fail-on-duplicates") {
+				return exitcode.Errorf(exitcode.Usage, "--fail-on-duplicates is for dry runs, not with --apply")
+			}
+			if c.IsSet("to") && c.String("action") != string(dedupe.ActionMove) {
+				return exitcode.Errorf(exitcode.Usage, "--to is only for --action move")
+			}
+			boards, err := dedupeBoards(c.Args().Slice(), board.Options{Archived: c.Bool("archived")})
+			if err != nil {
+				return err
+			}
+			progress := reports.NewProgress(c.App.ErrWriter)
+			inv, err := dedupe.Scan(ctx, boards, dedupe.Options{Workers: c.Int("workers"), Verify: c.Bool("apply"), Progress: progress})
+			if err != nil {
+				return errAs(exitcode.Operational, err)
+			}
+			plan, err := dedupe.NewPlan(inv, dedupe.PlanOptions{Keep: dedupe.Keep(c.String("keep")),
+				Action: dedupe.Action(c.String("action")), To: c.String("to"), BurstGap: c.Duration("burst-gap")})
+			if errors.Is(err, dedupe.ErrUsage) {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if err != nil {
+				return exitcode.Wrap(exitcode.Operational, err)
+			}
+			if c.Bool("check-contents") {
+				if err := dedupe.CheckContents(ctx, plan, dedupe.CheckOptions{}); err != nil {
+					return errAs(exitcode.Operational, err)
+				}
+			}
+			out := reports.DedupeResult{Report: plan.Report, DryRun: !c.Bool("apply")}
+			var applyErr error
+			if c.Bool("apply") {
+				out.Applied, applyErr = dedupe.Apply(ctx, plan, dedupe.ApplyOptions{Progress: progress})
+			}
+			if c.Bool("json") {
+				err = reports.JSON(c.App.Writer, "dedupe-backups", out)
+			} else {
+				err = reports.DedupeText(c.App.Writer, out)
+			}
+			if err != nil {
+				return exitcode.Wrap(exitcode.Operational, err)
+			}
+			switch {
+			case applyErr != nil:
+				return errAs(exitcode.Operational, applyErr)
+			case out.Applied != nil && out.Applied.Failed > 0:
+				return exitcode.Errorf(exitcode.Operational, "dedupe-backups: %d of %d actions failed (listed above); a rerun finishes them",
+					out.Applied.Failed, out.Applied.Done+out.Applied.Failed+out.Applied.Skipped)
+			case out.Applied != nil && out.Applied.Skipped > 0:
+				return exitcode.Status(exitcode.Warning)
+			case out.DryRun && c.Bool("fail-on-duplicates") && (plan.Report.Duplicates > 0 || plan.Report.RedundantOrphans > 0):
+				return exitcode.Status(exitcode.Warning)
+			}
+			return nil
+		},
+	}
+}
+
+const dedupeDefaultGap = 5 * time.Minute
+
+// dedupeBoards resolves the PATH arguments like every command, and also accepts a directory that
+// holds corrupt backups but no live board (a quarantine directory, a copied storm).
+func dedupeBoards(paths []string, opts board.Options) ([]board.Board, error) {
+	if len(paths) == 0 {
+		paths = []string{""}
+	}
+	var all []board.Board
+	for _, p := range paths {
+		bs, err := discoverAll([]string{p}, opts)
+		if err != nil && errors.Is(err, board.ErrNoBoard) && hasBackups(p) {
+			abs, aerr := filepath.Abs(p)
+			if aerr != nil {
+				return nil, exitcode.Wrap(exitcode.Operational, aerr)
+			}
+			bs, err = []board.Board{board.New("backups", filepath.Join(abs, board.DBName))}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, bs...)
+	}
+	return all, nil
+}
+
+// hasBackups reports whether dir holds at least one corrupt-backup file.
+func hasBackups(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, n := range names {
+			if strings.HasPrefix(n, board.DBName+".corrupt.") {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
