@@ -1,0 +1,260 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
+)
+
+func TestNameRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 27, 2, 39, 15, 123e6, time.FixedZone("CET", 3600))
+	n := Name("kanban.db", at, "0123456789abcdef")
+	if want := "kanban.db.backup.20261127T013915.123Z.0123456789abcdef.db"; n != want {
+		t.Fatalf("Name = %q, want %q", n, want)
+	}
+	p, ok := ParseName("kanban.db", n)
+	if !ok || !p.Time.Equal(at) || p.Hash != "0123456789abcdef" {
+		t.Fatalf("ParseName(%q) = %+v, %v", n, p, ok)
+	}
+}
+
+func TestParseNameRejectsForeignNames(t *testing.T) {
+	for _, name := range []string{
+		"kanban.db",
+		"kanban.db.corrupt.0123456789abcdef.bak",
+		"kanban.db.backup.20261127T013915.123Z.0123456789abcdef.db-wal",
+		".kanban.db.backup.kdtmp-0a1b2c3d4e5f",
+		"kanban.db.backup.20261127T013915.123Z.0123456789ABCDEF.db", // upper-case hex
+		"kanban.db.backup.20261127T013915Z.0123456789abcdef.db",     // no milliseconds
+		"kanban.db.backup.20261327T013915.123Z.0123456789abcdef.db", // month 13
+		"other.db.backup.20261127T013915.123Z.0123456789abcdef.db",
+		"kanban.db.backup.20261127T013915.123Z.0123456789abcde.db",
+		"kanban.db.backup..db",
+	} {
+		if p, ok := ParseName("kanban.db", name); ok {
+			t.Errorf("ParseName(%q) = %+v, want no match", name, p)
+		}
+	}
+}
+
+func TestSnapshotWritesCheckedContentAddressedCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wal     bool
+		compact bool
+		method  string
+	}{
+		{"rollback board, backup API", false, false, MethodBackupAPI},
+		{"WAL board, backup API", true, false, MethodBackupAPI},
+		{"WAL board, VACUUM INTO", true, true, MethodVacuumInto},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := genBoard(t, dir, 300, tc.wal)
+			want := taskIDs(t, db)
+			r, err := Snapshot(context.Background(), db, Options{Compact: tc.compact})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Method != tc.method || r.Check != "ok" || r.Existed {
+				t.Errorf("result %+v", r)
+			}
+			p, ok := ParseName("kanban.db", filepath.Base(r.Path))
+			if !ok || filepath.Dir(r.Path) != dir {
+				t.Fatalf("backup %s is not <db>.backup.<stamp>.<hash>.db beside the board", r.Path)
+			}
+			if got := sha256File(t, r.Path); got != r.SHA256 || got[:16] != p.Hash {
+				t.Errorf("file sha256 %s, result %s, name %s", got, r.SHA256, p.Hash)
+			}
+			if got := cliCheck(t, r.Path); got != "ok" {
+				t.Errorf("sqlite3 integrity_check of the backup: %s", got)
+			}
+			got := taskIDs(t, r.Path)
+			if len(got) != len(want) || len(got) != 300 {
+				t.Errorf("backup has %d tasks, board %d", len(got), len(want))
+			}
+			hdr, err := board.ReadHeader(r.Path)
+			if err != nil || hdr.WriteVersion != 1 {
+				t.Errorf("backup header: %+v %v (want a rollback-mode file)", hdr, err)
+			}
+			for _, n := range dirNames(t, dir) {
+				if atomicfile.IsTemp(n) || strings.Contains(n, ".backup.") && (strings.HasSuffix(n, "-wal") || strings.HasSuffix(n, "-shm") || strings.HasSuffix(n, "-journal")) {
+					t.Errorf("left behind %s", n)
+				}
+			}
+		})
+	}
+}
+
+func TestSnapshotSameContentTwiceMakesOneFile(t *testing.T) {
+	dir := t.TempDir()
+	db := genBoard(t, dir, 50, false)
+	at := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	o := Options{Now: func() time.Time { return at }}
+	r1, err := Snapshot(context.Background(), db, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Snapshot(context.Background(), db, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Path != r2.Path || r1.Existed || !r2.Existed {
+		t.Fatalf("first %s existed=%v, second %s existed=%v", r1.Path, r1.Existed, r2.Path, r2.Existed)
+	}
+}
+
+func TestSnapshotOutFileAndDirectory(t *testing.T) {
+	dir := t.TempDir()
+	db := genBoard(t, dir, 50, true)
+	outDir := filepath.Join(dir, "out")
+	os.Mkdir(outDir, 0o755)
+	r, err := Snapshot(context.Background(), db, Options{Out: outDir})
+	if err != nil || filepath.Dir(r.Path) != outDir {
+		t.Fatalf("--out DIR: %s %v", r.Path, err)
+	}
+	named := filepath.Join(dir, "odd name #1?.db")
+	r, err = Snapshot(context.Background(), db, Options{Out: named})
+	if err != nil || r.Path != named || cliCheck(t, named) != "ok" {
+		t.Fatalf("--out FILE: %+v %v", r, err)
+	}
+	before := sha256File(t, named)
+	if _, err := Snapshot(context.Background(), db, Options{Out: named}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second --out FILE: %v, want ErrExists", err)
+	}
+	if sha256File(t, named) != before {
+		t.Fatal("refused snapshot changed the existing file")
+	}
+}
+
+func TestSnapshotKeepPrunesOnlyOurOlderBackups(t *testing.T) {
+	dir := t.TempDir()
+	db := genBoard(t, dir, 50, false)
+	foreign := []string{"kanban.db.corrupt.0123456789abcdef.bak", "kanban.db.backup.notours.db", "other.db.backup.20260101T000000.000Z.0123456789abcdef.db"}
+	for _, n := range foreign {
+		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644)
+	}
+	clock := pinnedClock()
+	var last Result
+	for i := 0; i < 5; i++ {
+		execSQL(t, db, "UPDATE tasks SET priority = priority + 1") // new content each time
+		r, err := Snapshot(context.Background(), db, Options{Keep: 2, Now: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= 2 && len(r.Pruned) != 1 {
+			t.Errorf("snapshot %d pruned %v, want one", i, r.Pruned)
+		}
+		last = r
+	}
+	ours, _ := List(dir, "kanban.db")
+	if len(ours) != 2 || ours[1].Path != last.Path {
+		t.Fatalf("after --keep 2: %v", ours)
+	}
+	for _, n := range foreign {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("pruned a file that is not ours: %s", n)
+		}
+	}
+	// The one just written is never pruned, even when the clock says it is the oldest.
+	old := func() time.Time { return time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) }
+	execSQL(t, db, "UPDATE tasks SET priority = priority + 1")
+	r, err := Snapshot(context.Background(), db, Options{Keep: 1, Now: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r.Path); err != nil {
+		t.Fatalf("just-written backup was pruned: %v", err)
+	}
+}
+
+func TestSnapshotBadInputIsOneClearError(t *testing.T) {
+	dir := t.TempDir()
+	notDB := filepath.Join(dir, "notsqlite.db")
+	os.WriteFile(notDB, []byte(strings.Repeat("not a database ", 10)), 0o644)
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o644)
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "missing.db"), "missing.db: no such file or directory"},
+		{"directory", dir, "is a directory"},
+		{"not sqlite", notDB, "not a SQLite database"},
+		{"empty", empty, "empty file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Snapshot(context.Background(), tc.path, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSnapshotOfDamagedBoardFailsCheckAndNamesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := genBoard(t, dir, 400, false)
+	zeroPageType(t, db, leafPage(t, db, "tasks"), 4096)
+	_, err := Snapshot(context.Background(), db, Options{})
+	if !errors.Is(err, ErrCheckFailed) {
+		t.Fatalf("err = %v, want ErrCheckFailed", err)
+	}
+	if l, _ := List(dir, "kanban.db"); len(l) != 0 {
+		t.Fatalf("a copy that failed its check got a final name: %v", l)
+	}
+	for _, n := range dirNames(t, dir) {
+		if atomicfile.IsTemp(n) {
+			t.Errorf("temp left behind: %s", n)
+		}
+	}
+}
+
+func TestQuarantineIsContentAddressedAndNeverDuplicates(t *testing.T) {
+	ctx := context.Background()
+	t.Run("damaged board", func(t *testing.T) {
+		dir := t.TempDir()
+		db := genBoard(t, dir, 400, true)
+		zeroPageType(t, db, leafPage(t, db, "tasks"), 4096)
+		p1, created1, err := Quarantine(ctx, db)
+		if err != nil || !created1 {
+			t.Fatalf("first quarantine: %s %v %v", p1, created1, err)
+		}
+		bn, ok := board.ParseBackupName("kanban.db", filepath.Base(p1))
+		if !ok || bn.Gen != board.GenContent || sha256File(t, p1)[:16] != bn.Hash {
+			t.Fatalf("quarantine name %s does not carry its content's sha256", p1)
+		}
+		if cliCheck(t, p1) == "ok" {
+			t.Error("the quarantine copy lost the damage (it must be page-for-page)")
+		}
+		for i := 0; i < 3; i++ {
+			p2, created2, err := Quarantine(ctx, db)
+			if err != nil || created2 || p2 != p1 {
+				t.Fatalf("repeat quarantine: %s %v %v", p2, created2, err)
+			}
+		}
+		inv, _ := board.ScanBackups(db)
+		if inv.Count() != 1 {
+			t.Fatalf("%d quarantine units, want 1", inv.Count())
+		}
+	})
+	t.Run("not a database", func(t *testing.T) {
+		dir := t.TempDir()
+		db := filepath.Join(dir, "kanban.db")
+		data := []byte(strings.Repeat("garbage!", 600))
+		os.WriteFile(db, data, 0o644)
+		p, created, err := Quarantine(ctx, db)
+		if err != nil || !created {
+			t.Fatalf("quarantine: %v", err)
+		}
+		if got, want := sha256File(t, p), sha256File(t, db); got != want {
+			t.Fatalf("byte copy differs from the file")
+		}
+	})
+}
