@@ -62,7 +62,7 @@ type htmlBoard struct {
 	BackupsLine  string
 	Output       string
 	Contents     []htmlContent
-	Timeline     *svgTimeline
+	SVG          *svgTimeline
 	BurstLines   []string
 }
 
@@ -154,7 +154,7 @@ func ReportHTML(w io.Writer, r health.Report) error {
 			hb.Contents = append(hb.Contents, hc)
 		}
 		if len(b.Timeline.Buckets) > 0 {
-			hb.Timeline = buildSVG(b.Timeline)
+			hb.SVG = buildSVG(b.Timeline)
 		}
 		for j, bu := range b.Timeline.Bursts {
 			hb.BurstLines = append(hb.BurstLines, burstLine(j, bu))
