@@ -80,6 +80,16 @@ type Options struct {
 	// connection's bad answer without the clean child.
 	Params []string
 	Logger *slog.Logger // nil: silent
+	// Backup writes a backup-API copy as <db>.corrupt.<16 hex>.bak after a confirmed corrupt
+	// verdict (never for transient or false-positive).
+	Backup bool
+	// Workers is how many connections the first --full pass may use (0: up to 4, by GOMAXPROCS;
+	// 1: one whole-database integrity_check).
+	Workers int
+	// WALLimit is the -wal size above which the wal-large hazard is reported (0: 40 MB).
+	WALLimit int64
+	// NoTrial skips the trial fix on a private copy that confirms an index or freelist class.
+	NoTrial bool
 }
 
 // Result is what Check found for one board.
@@ -87,7 +97,7 @@ type Result struct {
 	Name     string    `json:"name"`
 	DB       string    `json:"db"`
 	Verdict  Verdict   `json:"verdict"`
-	Class    Class     `json:"class,omitempty"`
+	Class    Class     `json:"class"`
 	Findings []Finding `json:"findings"`
 	Hazards  []Hazard  `json:"hazards"`
 	// Mode is "quick_check" or "integrity_check".
@@ -98,5 +108,5 @@ type Result struct {
 	Rechecks    int           `json:"rechecks"`
 	Child       string        `json:"child,omitempty"`
 	Duration    time.Duration `json:"duration_ns"`
-	Backup      string        `json:"backup,omitempty"`
+	Backup      string        `json:"backup"`
 }

@@ -44,6 +44,16 @@ func Create(final string, perm os.FileMode) (*File, error) {
 // TempPath is the temporary file's name.
 func (f *File) TempPath() string { return f.File.Name() }
 
+// Retarget changes the final name before Commit, for names that depend on the content (a hash).
+// The new name must be in the same directory, so the rename stays atomic.
+func (f *File) Retarget(final string) error {
+	if filepath.Clean(filepath.Dir(final)) != filepath.Clean(filepath.Dir(f.final)) {
+		return fmt.Errorf("retarget %s: not in the directory of %s", final, f.final)
+	}
+	f.final = final
+	return nil
+}
+
 // Commit fsyncs the data, renames it over the final name and fsyncs the directory.
 func (f *File) Commit() error {
 	if f.done {

@@ -152,7 +152,11 @@ func Classify(err error) Kind {
 	if err == nil {
 		return KindNone
 	}
-	code := Code(err)
+	return ClassifyCode(Code(err))
+}
+
+// ClassifyCode sorts an extended result code (as carried across a process boundary) like Classify.
+func ClassifyCode(code int) Kind {
 	if code == 0 {
 		return KindNone
 	}
