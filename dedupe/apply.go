@@ -57,6 +57,14 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	res := &Result{TempsCleaned: []string{}, Problems: []Outcome{}}
+	// The status-change time each inode had when it was read: a re-check compares it, and our own
+	// link-count changes update it (refreshKept).
+	p.ctimes = map[inodeKey]int64{}
+	for i := range p.inv.files {
+		if f := &p.inv.files[i]; f.ctime != 0 {
+			p.ctimes[inodeKey{f.dir, f.Inode}] = f.ctime
+		}
+	}
 	touched := map[string]bool{}
 	p.cleanTemps(res, touched)
 	if o.Progress != nil {
@@ -146,6 +154,7 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 		if err := os.Remove(t); err == nil {
 			res.TempsCleaned = append(res.TempsCleaned, t)
 			touched[filepath.Dir(t)] = true
+			p.refreshKept([]pair{{kept: twin}}) // its link count, hence its ctime, changed
 		}
 	}
 }
@@ -212,16 +221,17 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 }
 
 // refreshKept notes the kept files' new ctime after an action that changed their link count
-// (linking to them, or unlinking a name that was already a link to them), so the next duplicate's
-// re-check of the kept copy stays exact. Size, mtime and inode must still be as scanned.
+// (linking to them, or unlinking a name that was a link to them), so later re-checks of that inode
+// (under any of its names) stay exact. Size, mtime and inode must still be as scanned.
 func (p *Plan) refreshKept(pairs []pair) {
 	for _, pr := range pairs {
 		k := &p.inv.files[pr.kept]
-		if k.ctime == 0 {
+		key := inodeKey{k.dir, k.Inode}
+		if _, ok := p.ctimes[key]; !ok {
 			continue
 		}
 		if fi, err := os.Lstat(k.Path); err == nil && sameInfo(fi, k.File, 0) == "" {
-			k.ctime = ctimeOf(fi)
+			p.ctimes[key] = ctimeOf(fi)
 		}
 	}
 }
@@ -241,7 +251,7 @@ func (p *Plan) recheck(i int32) string {
 		}
 		return fmt.Sprintf("stat: %v", errors.Unwrap(err))
 	}
-	return sameInfo(fi, f.File, f.ctime)
+	return sameInfo(fi, f.File, p.ctimes[inodeKey{f.dir, f.Inode}])
 }
 
 // absent checks that a companion the scan did not see has not appeared since.

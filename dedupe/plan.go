@@ -28,6 +28,7 @@ type Plan struct {
 	groups []group
 	ops    []op
 	toDev  uint64
+	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
 }
 
 // group is one distinct content: its units in keep order and the kept one.
