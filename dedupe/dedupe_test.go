@@ -743,8 +743,6 @@ func assertSnapshot(t *testing.T, dir string, want snap) {
 	}
 }
 
-
-
 // TestRemoveAfterHardlink: names already hard-linked to the kept copy are duplicates a remove
 // still takes away (and a hardlink rerun leaves alone), with no false "changed" skips from the
 // link-count changes our own actions cause.
