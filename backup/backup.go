@@ -98,7 +98,7 @@ type Result struct {
 	PageSize int       `json:"page_size"`
 	Pages    int       `json:"pages"`
 	Check    string    `json:"check"`             // "ok": the quick_check of the copy, from a fresh connection
-	Existed  bool      `json:"existed,omitempty"` // a file with this name and content was already there
+	Existed  bool      `json:"existed,omitempty"` // this content was already backed up there: Path is that file
 	Started  time.Time `json:"started_at"`
 	Duration float64   `json:"duration_seconds"`
 	Pruned   []string  `json:"pruned,omitempty"`
@@ -229,9 +229,16 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	res.Path = fixed
 	if fixed == "" {
 		res.Path = filepath.Join(dir, Name(dbName, start, sum[:16]))
+		// The same content already backed up here: point at it instead of making a twin.
+		if prev := findSame(dir, dbName, sum); prev != "" {
+			f.Abort()
+			res.Path, res.Existed = prev, true
+		}
 	}
-	if res.Existed, err = publish(f, res.Path, sum); err != nil {
-		return res, err
+	if !res.Existed {
+		if res.Existed, err = publish(f, res.Path, sum); err != nil {
+			return res, err
+		}
 	}
 	log.Info("backup written", "source", dbPath, "path", res.Path, "bytes", size, "sha256", sum)
 	if o.Keep > 0 && fixed == "" {
@@ -242,4 +249,20 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	}
 	res.Duration = time.Since(t0).Seconds()
 	return res, nil
+}
+
+// findSame returns one of our backups in dir whose content has the sha256 sum, or "".
+func findSame(dir, dbName, sum string) string {
+	all, err := List(dir, dbName)
+	if err != nil {
+		return ""
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Hash == sum[:16] {
+			if h, err := hashPath(all[i].Path); err == nil && h == sum {
+				return all[i].Path
+			}
+		}
+	}
+	return ""
 }

@@ -98,7 +98,7 @@ func taskIDs(t testing.TB, path string) map[string]bool {
 // execSQL runs statements on a read-write connection (test setup: damage a board).
 func execSQL(t testing.TB, path, stmt string) {
 	t.Helper()
-	db, err := sqlitex.Open(path, sqlitex.Options{ReadWrite: true})
+	db, err := sqlitex.Open(path, sqlitex.Options{ReadWrite: true, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func Restore(ctx context.Context, from, dbPath string, o Options) (RestoreResult
 		return res, inUseError(dbPath, res.Openers)
 	}
 	res.Plan = append(res.Plan, fmt.Sprintf("back up %s to %s (a quarantine copy %s if it is too damaged to back up)",
-		dbPath, Name(filepath.Base(dbPath), o.now(), "<sha256>"), board.FormatContent(filepath.Base(dbPath), "<sha256>")))
+		dbPath, filepath.Join(filepath.Dir(dbPath), Name(filepath.Base(dbPath), o.now(), "<sha256>")), board.FormatContent(filepath.Base(dbPath), "<sha256>")))
 	if o.Offline {
 		for _, s := range sidecars {
 			if _, err := os.Lstat(s); err == nil {

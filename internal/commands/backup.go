@@ -1,0 +1,113 @@
+package commands
+
+import (
+	"errors"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kanban-doctor/kanban-doctor/backup"
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
+	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/reports"
+)
+
+func backupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "write a consistent, checked, content-addressed copy of a live board through SQLite",
+		Description: "The copy is made with SQLite's online backup API (never a file copy; --compact uses VACUUM INTO),\n" +
+			"in a temp file in the destination directory, fsynced, quick_checked from a fresh connection, hashed,\n" +
+			"then named <db>.backup.<UTC timestamp>.<16 hex of its sha256>.db and the directory fsynced.\n" +
+			"Other processes keep writing meanwhile. Temps of an interrupted run are removed by the next run.",
+		ArgsUsage: "[PATH]",
+		Flags: []cli.Flag{
+			jsonFlag,
+			&cli.StringFlag{Name: "out", Usage: "destination directory, or a file name that must not exist (default: beside the board)"},
+			&cli.BoolFlag{Name: "compact", Usage: "copy with VACUUM INTO (smaller, rebuilt; not page-for-page)"},
+			&cli.IntFlag{Name: "keep", Usage: "after writing, remove older backups of the board in the destination beyond the newest `N`"},
+			&cli.IntFlag{Name: "busy-timeout", Value: 5000, Usage: "milliseconds to wait for a lock on the board"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return exitcode.Errorf(exitcode.Usage, "backup takes one PATH, got %d", c.NArg())
+			}
+			if c.IsSet("keep") && c.Int("keep") < 1 {
+				return exitcode.Errorf(exitcode.Usage, "--keep must be at least 1")
+			}
+			boards, err := discoverAll(c.Args().Slice(), board.Options{})
+			if err != nil {
+				return err
+			}
+			o := backup.Options{Out: c.String("out"), Compact: c.Bool("compact"), Keep: c.Int("keep"), BusyTimeout: c.Int("busy-timeout")}
+			if len(boards) > 1 && o.Out != "" && !isDir(o.Out) {
+				return exitcode.Errorf(exitcode.Usage, "--out %s names one file but PATH holds %d boards: give a directory", o.Out, len(boards))
+			}
+			var results []backup.Result
+			var errs []error
+			for _, b := range boards {
+				r, err := backup.Snapshot(c.Context, b.DB, o)
+				if err != nil {
+					errs = append(errs, backupError(err))
+					continue
+				}
+				results = append(results, r)
+			}
+			if c.Bool("json") {
+				if err := reports.JSON(c.App.Writer, "backup", reports.BackupResult{Backups: results, Errors: errorStrings(errs)}); err != nil {
+					return exitcode.Wrap(exitcode.Operational, err)
+				}
+			} else if err := reports.BackupText(c.App.Writer, results); err != nil {
+				return exitcode.Wrap(exitcode.Operational, err)
+			}
+			return worstError(errs)
+		},
+	}
+}
+
+// backupError gives a backup or restore failure its exit status: a refusal to restore from a file
+// that is not a healthy kanban board, or any other failure to do the job, is operational (8); a
+// busy board (another process holds the lock past the timeout, or --offline with the board open)
+// is inconclusive (3).
+func backupError(err error) error {
+	var e *exitcode.Error
+	switch {
+	case errors.As(err, &e):
+		return err
+	case errors.Is(err, backup.ErrInUse), sqlitex.Classify(err) == sqlitex.KindBusy:
+		return exitcode.Wrap(exitcode.Inconclusive, err)
+	}
+	return errAs(exitcode.Operational, err)
+}
+
+// worstError returns the error with the worst status (all were printed as they came, except the
+// one returned).
+func worstError(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	worst := errs[0]
+	for _, e := range errs[1:] {
+		if exitcode.Worst(exitcode.Of(e), exitcode.Of(worst)) != exitcode.Of(worst) {
+			worst = e
+		}
+	}
+	if len(errs) > 1 {
+		return exitcode.Errorf(exitcode.Of(worst), "%d boards failed: %v", len(errs), errors.Join(errs...))
+	}
+	return worst
+}
+
+func errorStrings(errs []error) []string {
+	var s []string
+	for _, e := range errs {
+		s = append(s, e.Error())
+	}
+	return s
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
