@@ -22,7 +22,7 @@ import (
 // SQLite's online backup API: a consistent snapshot read under SQLite's locks, corrupt pages
 // copied verbatim.
 func backupTo(ctx context.Context, src *sql.Conn, dst string) error {
-	uri := "file:" + sqlitex.EscapePath(dst) + "?mode=rw"
+	uri := "file:" + sqlitex.EscapePath(dst) + "?mode=rwc"
 	return src.Raw(func(dc any) error {
 		b, ok := dc.(interface {
 			NewBackup(string) (*sqlite.Backup, error)

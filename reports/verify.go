@@ -1,0 +1,76 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/kanban-doctor/kanban-doctor/probe"
+)
+
+// VerifyBoard is one board of the verify command: the probe result, or the error that kept it
+// from being checked (missing, unreadable, empty file).
+type VerifyBoard struct {
+	probe.Result
+	Error string `json:"error,omitempty"`
+}
+
+// VerifyText prints one line per board (verdict, class, database, mode, time), then its findings,
+// hints, hazards and backup, indented.
+func VerifyText(w io.Writer, boards []VerifyBoard) error {
+	color := Color(w)
+	paint := func(v probe.Verdict, s string) string {
+		if !color {
+			return s
+		}
+		code := map[probe.Verdict]string{probe.Healthy: "32", probe.Transient: "33", probe.FalsePositive: "33",
+			probe.Corrupt: "31;1", probe.Inconclusive: "35"}[v]
+		if code == "" {
+			return s
+		}
+		return "\x1b[" + code + "m" + s + "\x1b[0m"
+	}
+	var b strings.Builder
+	for _, vb := range boards {
+		r := vb.Result
+		if vb.Error != "" {
+			fmt.Fprintf(&b, "%s: error: %s\n", r.Name, vb.Error)
+			continue
+		}
+		verdict := string(r.Verdict)
+		if r.Class != "" {
+			verdict += " (" + string(r.Class) + ")"
+		}
+		fmt.Fprintf(&b, "%s: %s  %s  [%s, %s", r.Name, paint(r.Verdict, verdict), r.DB, r.Mode, r.Duration.Round(time.Millisecond))
+		if r.Rechecks > 0 {
+			fmt.Fprintf(&b, ", %d re-checks", r.Rechecks)
+		}
+		if r.Child != "" {
+			fmt.Fprintf(&b, ", child: %s", oneLineCap(r.Child, 60))
+		}
+		b.WriteString("]\n")
+		for _, f := range r.Findings {
+			fmt.Fprintf(&b, "  %-7s %s: %s\n", f.Severity, f.Code, f.Message)
+			if f.Hint != "" && (f.Code == "corrupt-"+string(r.Class) || r.Verdict != probe.Corrupt) {
+				fmt.Fprintf(&b, "          fix: %s\n", f.Hint)
+			}
+		}
+		for _, h := range r.Hazards {
+			fmt.Fprintf(&b, "  hazard  %s: %s\n", h.Code, h.Message)
+		}
+		if r.Backup != "" {
+			fmt.Fprintf(&b, "  backup  %s\n", r.Backup)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func oneLineCap(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
