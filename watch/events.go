@@ -73,10 +73,10 @@ type Event struct {
 	WALThreshold int64 `json:"wal_threshold,omitempty"`
 
 	// rescan
-	Reason  string `json:"reason,omitempty"`
-	Found   int    `json:"found,omitempty"`   // units found by this scan that were not known
-	Vanished int   `json:"vanished,omitempty"` // known units no longer on disk
-	Total   int    `json:"total"`             // units on disk (rescan); omitted meaning 0 elsewhere
+	Reason   string `json:"reason,omitempty"`
+	Found    int    `json:"found,omitempty"`    // units found by this scan that were not known
+	Vanished int    `json:"vanished,omitempty"` // known units no longer on disk
+	Total    int    `json:"total"`              // units on disk (rescan); omitted meaning 0 elsewhere
 }
 
 // MarshalJSON drops Total from every event but rescan.
