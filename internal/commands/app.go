@@ -43,7 +43,6 @@ func New(stdout, stderr io.Writer) *cli.App {
 			"else $HERMES_KANBAN_HOME, else ~/.hermes.\n",
 		Commands: []*cli.Command{
 			boardsCommand(),
-			verifyCommand(),
 			dedupeCommand(),
 			backupCommand(), restoreCommand(),
 		},
