@@ -78,6 +78,7 @@ type running struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 // startWatcher runs a watcher over opts.Paths with a real HTTP listener on loopback and waits
@@ -113,12 +114,14 @@ func startWatcher(t testing.TB, opts Options) *running {
 }
 
 func (r *running) stop() {
-	r.cancel()
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		panic("watcher did not stop within 10s")
-	}
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			panic("watcher did not stop within 10s")
+		}
+	})
 }
 
 // metric fetches /metrics over HTTP and returns the value of the series named by name and labels
