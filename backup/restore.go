@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"modernc.org/sqlite"
+
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
@@ -119,7 +121,7 @@ func Restore(ctx context.Context, from, dbPath string, o Options) (RestoreResult
 	fi, err := inspect(ctx, from, true)
 	if err != nil {
 		if k := sqlitex.Classify(err); k == sqlitex.KindCorrupt || k == sqlitex.KindNotADatabase {
-			return res, fmt.Errorf("%s: %w: %v", from, ErrCorrupt, err)
+			return res, fmt.Errorf("%s: %w: %s", from, ErrCorrupt, sqliteMessage(err))
 		}
 		return res, err
 	}
@@ -308,4 +310,14 @@ func restoreOffline(ctx context.Context, from, dbPath string, wal bool, sidecars
 		return fmt.Errorf("replace %s: %w", dbPath, err)
 	}
 	return atomicfile.SyncDir(filepath.Dir(dbPath))
+}
+
+// sqliteMessage is the SQLite part of err ("database disk image is malformed (11)"), without the
+// wrapping that names the path again.
+func sqliteMessage(err error) string {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Error()
+	}
+	return err.Error()
 }

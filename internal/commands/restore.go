@@ -22,12 +22,15 @@ func restoreCommand() *cli.Command {
 		ArgsUsage: "--from FILE PATH",
 		Flags: []cli.Flag{
 			jsonFlag,
-			&cli.StringFlag{Name: "from", Usage: "the backup `FILE` to restore", Required: true},
+			&cli.StringFlag{Name: "from", Usage: "the backup `FILE` to restore (required)"},
 			&cli.BoolFlag{Name: "offline", Usage: "replace the file (only when no process has the board open)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check and print what would be done; change nothing"},
 			&cli.IntFlag{Name: "busy-timeout", Value: 120000, Usage: "milliseconds to wait for the write lock (online restore)"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.String("from") == "" {
+				return exitcode.Errorf(exitcode.Usage, "restore needs --from FILE, the backup to restore")
+			}
 			if c.NArg() != 1 {
 				return exitcode.Errorf(exitcode.Usage, "restore takes one PATH (the board to restore into), got %d", c.NArg())
 			}
