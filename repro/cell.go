@@ -343,6 +343,10 @@ func startProber(ctx context.Context, a proberArgs) (*prober, error) {
 	if err != nil {
 		return nil, err
 	}
+	// On cancel, ask the prober to stop (it then kills its own external guards, whose process
+	// groups it owns); Go kills it 5 s later if it has not exited.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
 	p := &prober{cmd: cmd, done: make(chan struct{}), stderr: &strings.Builder{}}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()

@@ -15,8 +15,9 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/probe"
 )
 
-// doctorCheck is probe.Check when the probe package provides it (set in doctor.go).
-var doctorCheck func(context.Context, board.Board, probe.Options) (probe.Result, error)
+// doctorCheck is the doctor strategy's judge: the probe package (a variable so the strategy list
+// can tell whether it is compiled in).
+var doctorCheck func(context.Context, board.Board, probe.Options) (probe.Result, error) = probe.Check
 
 // doctor asks the probe package. In file-copy it judges a copy made the safe way (SQLite's online
 // backup API on a locked connection), never a plain copy of live files.

@@ -66,7 +66,7 @@ type Options struct {
 	Duration time.Duration // time per cell (default 1s)
 	Seed     uint64        // every random choice derives from it (default 1)
 	Writers  int           // writer processes per cell (default 3)
-	Tasks    int           // tasks in the generated board (default 300)
+	Tasks    int           // tasks in the generated board (default 1000)
 	// Checkpoint is PASSIVE, FULL, RESTART, TRUNCATE or mixed (default mixed); CheckpointEvery is
 	// a period ("25ms", the default) run by the harness on its own connection, or "Ncommits", run
 	// by each writer after every N of its commits.
@@ -139,8 +139,14 @@ type Result struct {
 	Dir             string   `json:"dir,omitempty"`
 	Cells           []Cell   `json:"cells"`
 	Seconds         float64  `json:"seconds"`
-	// CIFailures is filled by CI: the cells that break the --ci rules.
-	CIFailures []string `json:"ci_failures,omitempty"`
+	// CI is filled by CI (the --ci rules): whether they passed and which cells broke them.
+	CI *CIReport `json:"ci,omitempty"`
+}
+
+// CIReport is the outcome of the --ci rules.
+type CIReport struct {
+	Passed   bool     `json:"passed"`
+	Failures []string `json:"failures"`
 }
 
 // schedule is a parsed --checkpoint-every.
@@ -183,7 +189,7 @@ func (o *Options) normalize() (schedule, error) {
 		return schedule{}, fmt.Errorf("%w: writers %d: want 1 to 32", ErrUsage, o.Writers)
 	}
 	if o.Tasks == 0 {
-		o.Tasks = 300
+		o.Tasks = 1000
 	}
 	if o.Tasks < 20 {
 		return schedule{}, fmt.Errorf("%w: tasks %d: want at least 20", ErrUsage, o.Tasks)
@@ -344,7 +350,7 @@ func percentile(ds []time.Duration, p float64) float64 {
 }
 
 // CI applies the --ci rules to res and returns the failures (each names a cell), also stored in
-// res.CIFailures: legacy must show a false positive in lock-drop and immutable (the harness still
+// res.CI: legacy must show a false positive in lock-drop and immutable (the harness still
 // reproduces the bug), every strategy none in clean, doctor none anywhere and no false negative in
 // injected.
 func CI(res *Result) []string {
@@ -393,6 +399,6 @@ func CI(res *Result) []string {
 	if _, ok := find(Injected, Doctor); !ok {
 		fail = append(fail, "injected/doctor: not run")
 	}
-	res.CIFailures = fail
+	res.CI = &CIReport{Passed: len(fail) == 0, Failures: append([]string{}, fail...)}
 	return fail
 }
