@@ -45,6 +45,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			boardsCommand(),
 			dedupeCommand(),
 			backupCommand(), restoreCommand(),
+			reproCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
