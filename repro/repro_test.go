@@ -246,3 +246,27 @@ func hasSleep(p map[int]string) bool {
 	}
 	return false
 }
+
+// TestSoakCIFiveTimes is acceptance 1 (KD_SOAK=1): the default matrix passes the CI rules five
+// times in a row, each run within 120 s.
+func TestSoakCIFiveTimes(t *testing.T) {
+	if os.Getenv("KD_SOAK") == "" {
+		t.Skip("KD_SOAK=1 runs the default matrix five times (about 4 minutes)")
+	}
+	for i := 1; i <= 5; i++ {
+		start := time.Now()
+		res, err := Run(context.Background(), Options{Seed: uint64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		fails := CI(&res)
+		t.Logf("run %d (seed %d): %.1f s, CI failures: %v", i, i, took.Seconds(), fails)
+		if len(fails) > 0 {
+			t.Errorf("run %d: %s", i, strings.Join(fails, "; "))
+		}
+		if took > 120*time.Second {
+			t.Errorf("run %d took %s, want at most 120 s", i, took)
+		}
+	}
+}

@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
-	"github.com/kanban-doctor/kanban-doctor/repro"
 	"github.com/kanban-doctor/kanban-doctor/reports"
+	"github.com/kanban-doctor/kanban-doctor/repro"
 )
 
 func reproCommand() *cli.Command {
@@ -64,6 +64,12 @@ func reproCommand() *cli.Command {
 				Scenarios: scenarios, Strategies: st}
 			if opts.Duration <= 0 {
 				return exitcode.Errorf(exitcode.Usage, "--duration must be positive")
+			}
+			if opts.Writers < 1 {
+				return exitcode.Errorf(exitcode.Usage, "--writers must be 1 or more")
+			}
+			if opts.Tasks < 20 {
+				return exitcode.Errorf(exitcode.Usage, "--tasks must be 20 or more")
 			}
 			if opts.Seed == 0 {
 				return exitcode.Errorf(exitcode.Usage, "--seed must be 1 or more")
