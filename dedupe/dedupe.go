@@ -79,7 +79,7 @@ type Options struct {
 	// every other copy against it byte for byte in the same read (Apply needs that proof; a dry run
 	// does not). Files or contents beyond the cache are compared from disk by Apply instead.
 	Verify bool
-	// CacheBytes bounds the in-memory copies Verify keeps; 0 means 128 MiB.
+	// CacheBytes bounds the in-memory copies Verify keeps; 0 means 64 MiB.
 	CacheBytes int64
 	Progress   Progress     // nil: none
 	Logger     *slog.Logger // nil: silent

@@ -247,7 +247,7 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 	}
 	budget := opts.CacheBytes
 	if budget == 0 {
-		budget = 128 << 20
+		budget = 64 << 20
 	}
 	first := make(map[inodeKey]int32, len(cand))
 	var todo, later []int32

@@ -24,7 +24,8 @@ type Options struct {
 	Bursts   int // bursts of one content each; default 40
 	PerBurst int // timestamped backups per burst; default 197
 	Distinct int // single backups of distinct contents, same task count; default 20
-	Tasks    int // tasks per generated board (about 3.7 KB each); default 70 (~256 KB)
+	PageSize int // page size of the generated boards; default 4096 (512 makes small files for huge storms)
+	Tasks    int // tasks per generated board (about 3.7 KB each, plus the schema); default 45 (~265 KB)
 	Seed     uint64
 	// CompanionEvery: every Nth burst (N > 0) is copied from a live WAL board with its -wal and
 	// -shm, the way the guard copied them. 0 means none.
@@ -61,7 +62,7 @@ func Generate(ctx context.Context, dir string, o Options) (Storm, error) {
 		o.Distinct = 20
 	}
 	if o.Tasks == 0 {
-		o.Tasks = 70
+		o.Tasks = 45
 	}
 	if o.PerSecond == 0 {
 		o.PerSecond = 7
@@ -112,7 +113,7 @@ func Generate(ctx context.Context, dir string, o Options) (Storm, error) {
 		}
 		seed := o.Seed*1000 + uint64(b) + 1
 		withComp := b < o.Bursts && o.CompanionEvery > 0 && b%o.CompanionEvery == o.CompanionEvery-1
-		c, err := makeContent(ctx, filepath.Join(work, fmt.Sprint(b)), o.Tasks, seed, withComp)
+		c, err := makeContent(ctx, filepath.Join(work, fmt.Sprint(b)), o, seed, withComp)
 		if err != nil {
 			return st, err
 		}
@@ -148,12 +149,12 @@ func Generate(ctx context.Context, dir string, o Options) (Storm, error) {
 // makeContent generates one board. With companions it is made the way the guard's backups were:
 // a WAL board with uncheckpointed commits, copied by a separate process (cp) while this process
 // holds a connection (this process never opens the board's files itself).
-func makeContent(ctx context.Context, dir string, tasks int, seed uint64, companions bool) (content, error) {
+func makeContent(ctx context.Context, dir string, o Options, seed uint64, companions bool) (content, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return content{}, err
 	}
 	db := filepath.Join(dir, "kanban.db")
-	if err := kanban.Generate(ctx, db, kanban.GenOptions{Tasks: tasks, Seed: seed, WAL: companions}); err != nil {
+	if err := kanban.Generate(ctx, db, kanban.GenOptions{Tasks: o.Tasks, Seed: seed, WAL: companions, PageSize: o.PageSize}); err != nil {
 		return content{}, err
 	}
 	if !companions {

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench/dedupe.sh: kanban-doctor dedupe-backups side by side with jdupes (what users reach for,
+# DOMAIN.md section 5) on a generated storm, on the same warm directory, in one run.
+#
+#   bench/dedupe.sh            # ~7,940 backups of ~265 KB in 40 bursts + 20 distinct (~2.1 GB)
+#   RUNS=10 KD_BENCH_DIR=/var/tmp/kd bench/dedupe.sh
+#   SKIP_100K=1 bench/dedupe.sh
+#
+# Checks: (1) our dry run reports exactly the files jdupes -r reports as duplicates; (2) its wall
+# time against jdupes -r (target <= 0.4x); (3) --apply --action hardlink against our dry run on
+# fresh copies (target <= 2x), with jdupes -L and a plain rm of the same duplicates as the floor the
+# filesystem sets; (4) 100,000 backups in one directory: peak RSS (target < 200 MB) and time
+# against 10,000 (linear, no quadratic step).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${KD_BENCH_DIR:-/tmp/kd-bench-dedupe}
+RUNS=${RUNS:-5}
+mkdir -p "$WORK"
+go build -o "$WORK/kanban-doctor" ./cmd/kanban-doctor
+go build -o "$WORK/genstorm" ./bench/genstorm
+KD="$WORK/kanban-doctor"
+STORM="$WORK/storm"
+if [ ! -s "$WORK/storm.json" ]; then
+	rm -rf "$STORM"
+	"$WORK/genstorm" "$STORM" > "$WORK/storm.json"
+fi
+echo "machine: $(nproc) cores, $(uname -r); load: $(cut -d' ' -f1-3 /proc/loadavg) (shared with other work)"
+echo "jdupes: $(jdupes -v 2>/dev/null | head -1)"
+echo "storm: $(cat "$WORK/storm.json") in $STORM ($(du -sh "$STORM" | cut -f1))"
+cat "$STORM"/* > /dev/null # warm the page cache: both tools read the same cached files
+
+echo
+echo "== 1. same duplicates as jdupes -r"
+jdupes -r -q "$STORM" | grep -v '^$' | xargs -n1 basename | sort > "$WORK/jdupes.files"
+"$KD" dedupe-backups --json "$STORM" > "$WORK/kd.json"
+python3 - "$WORK/kd.json" > "$WORK/kd.files" <<'PY'
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+out = []
+for g in r["groups"]:
+    for f in g["files"]:
+        out.append(os.path.basename(f))
+        if g.get("wal_hash"): out.append(os.path.basename(f) + "-wal")
+        if g.get("shm_hash"): out.append(os.path.basename(f) + "-shm")
+print("\n".join(sorted(out)))
+PY
+python3 - "$WORK/kd.json" "$WORK/kd.dups" <<'PY'
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "w") as o:  # the duplicates an apply acts on (not the kept ones), with companions
+    for g in r["groups"]:
+        for f in g["files"]:
+            if f == g["keep"]: continue
+            for s in [""] + (["-wal"] if g.get("wal_hash") else []) + (["-shm"] if g.get("shm_hash") else []):
+                o.write(os.path.basename(f) + s + "\n")
+print("kanban-doctor: %d groups, %d duplicate units, %d reclaimable bytes (%s)" % (
+    len(r["groups"]), r["duplicates"], r["reclaimable_bytes"], r["reclaimable"]))
+PY
+echo "jdupes -r -m: $(jdupes -r -m -q "$STORM")"
+if diff -q "$WORK/jdupes.files" "$WORK/kd.files" > /dev/null; then
+	echo "SAME: both list the same $(wc -l < "$WORK/kd.files") files as members of duplicate sets"
+else
+	echo "DIFFERENT duplicate sets:"; diff "$WORK/jdupes.files" "$WORK/kd.files" | head; exit 1
+fi
+
+ratio() { # ratio JSON: mean of command 2 / mean of command 1
+	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("%.2fx" % (r[1]["mean"]/r[0]["mean"]))' "$1"
+}
+
+echo
+echo "== 2. dry run vs jdupes -r, warm, side by side (target <= 0.4x)"
+hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$WORK/dry.json" \
+	"jdupes -r -q $STORM" "$KD dedupe-backups $STORM"
+echo "dedupe-backups / jdupes = $(ratio "$WORK/dry.json")"
+
+echo
+echo "== 3. --apply --action hardlink vs our dry run, each on a fresh warm copy (target <= 2x)"
+COPY="$WORK/copy"
+hyperfine --runs 3 --export-json "$WORK/apply.json" \
+	--prepare "rm -rf $COPY && cp -a $STORM $COPY && sync && cat $COPY/* > /dev/null" \
+	"$KD dedupe-backups $COPY" \
+	"$KD dedupe-backups --apply --action hardlink $COPY" \
+	"jdupes -r -q -L $COPY" \
+	"cd $COPY && xargs -a $WORK/kd.dups rm -f"
+echo "apply hardlink / dry run = $(ratio "$WORK/apply.json")"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("floor: rm of the same duplicates alone takes %.2fs; our apply minus that floor = %.2fx the dry run" % (r[3]["mean"], (r[1]["mean"]-r[3]["mean"])/r[0]["mean"]))' "$WORK/apply.json"
+rm -rf "$COPY"
+
+[ -n "${SKIP_100K:-}" ] && exit 0
+echo
+echo "== 4. 100,000 backups in one directory (small boards: page size 512, 1 task)"
+for n in 10 100; do
+	D="$WORK/flat$n"
+	if [ ! -s "$D.json" ]; then
+		rm -rf "$D"
+		"$WORK/genstorm" -bursts "$n" -per-burst 999 -distinct "$n" -tasks 1 -page-size 512 "$D" > "$D.json"
+	fi
+	cat "$D"/* > /dev/null
+	echo "storm: $(cat "$D.json") ($(du -sh "$D" | cut -f1))"
+	for mode in "" "--apply --action hardlink"; do
+		[ -n "$mode" ] && { rm -rf "$D.copy"; cp -a "$D" "$D.copy"; sync; cat "$D.copy"/* > /dev/null; }
+		target="$D"; [ -n "$mode" ] && target="$D.copy"
+		/usr/bin/time -v "$KD" dedupe-backups --json $mode "$target" 2> "$WORK/time.txt" > /dev/null || true
+		printf '  %-28s wall %s, max RSS %s MB\n' "${mode:-dry run}" \
+			"$(grep 'Elapsed (wall' "$WORK/time.txt" | awk '{print $NF}')" \
+			"$(awk '/Maximum resident/ {printf "%.1f", $NF/1024}' "$WORK/time.txt")"
+	done
+	rm -rf "$D.copy"
+done
