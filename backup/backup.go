@@ -211,9 +211,6 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	if err := makeRollback(f.File); err != nil {
 		return res, err
 	}
-	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("sync %s: %w", f.TempPath(), err)
-	}
 	findings, pageSize, pages, sum, size, err := checkAndHash(ctx, f)
 	if k := sqlitex.Classify(err); k == sqlitex.KindCorrupt || k == sqlitex.KindNotADatabase {
 		findings, err = []string{err.Error()}, nil
