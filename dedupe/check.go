@@ -2,7 +2,6 @@ package dedupe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,18 +36,10 @@ type CheckOptions struct {
 	Logger *slog.Logger // nil: silent
 }
 
-// probeCheck is the probe package's Check, set in check_probe.go.
-var probeCheck func(context.Context, board.Board, probe.Options) (probe.Result, error)
-
-// ErrNoProbe is returned by CheckContents when this build has no probe.Check.
-var ErrNoProbe = errors.New("the probe is not available in this build")
 
 // CheckContents checks every distinct content of the plan with the probe on a static private copy
 // and records the verdicts in p.Report.Contents (plus HealthyContents and CorruptContents).
 func CheckContents(ctx context.Context, p *Plan, o CheckOptions) error {
-	if probeCheck == nil {
-		return fmt.Errorf("check contents: %w", ErrNoProbe)
-	}
 	inv := p.inv
 	p.Report.Contents = []ContentCheck{}
 	for gi := range p.groups {
@@ -100,7 +91,7 @@ func checkCopy(ctx context.Context, inv *Inventory, k *unit, o CheckOptions) (pr
 			sum = h.Sum128()
 		}
 	}
-	res, err := probeCheck(ctx, board.New("backup", db), probe.Options{Static: true, Full: o.Full, Logger: o.Logger})
+	res, err := probe.Check(ctx, board.New("backup", db), probe.Options{Static: true, Full: o.Full, Logger: o.Logger})
 	if err != nil {
 		return res, sum, fmt.Errorf("check %s: %w", f0(inv, k), err)
 	}

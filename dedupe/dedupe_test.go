@@ -766,3 +766,40 @@ func TestRemoveAfterHardlink(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckContentsTellsHealthyFromCorrupt: every content of a storm is a healthy kanban board
+// (the verdicts that made those backups were false) except a burst of truncated copies.
+func TestCheckContentsTellsHealthyFromCorrupt(t *testing.T) {
+	dir, st := copyStorm(t)
+	p := scanPlan(t, dir, false, dedupe.PlanOptions{})
+	b, err := os.ReadFile(p.Report.Groups[0].Keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := b[:len(b)/2]
+	for i := 0; i < 3; i++ {
+		name := filepath.Join(dir, board.FormatTimestamped(board.DBName, time.Date(2026, 6, 1, 0, 0, 0, 0, time.Local), i))
+		os.WriteFile(name, half, 0o644)
+	}
+	before := snapshot(t, dir)
+	p = scanPlan(t, dir, false, dedupe.PlanOptions{})
+	if err := dedupe.CheckContents(context.Background(), p, dedupe.CheckOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := p.Report
+	if len(r.Contents) != st.Contents+1 || r.HealthyContents != st.Contents || r.CorruptContents != 1 {
+		for _, c := range r.Contents {
+			t.Logf("%s %s %v %s", c.Path, c.Verdict, c.Findings, c.Error)
+		}
+		t.Fatalf("contents %d, healthy %d, corrupt %d; want %d, %d, 1", len(r.Contents), r.HealthyContents, r.CorruptContents, st.Contents+1, st.Contents)
+	}
+	for _, c := range r.Contents {
+		if strings.Contains(c.Path, "20260601_000000") != !c.Healthy {
+			t.Errorf("%s: verdict %s healthy=%v", filepath.Base(c.Path), c.Verdict, c.Healthy)
+		}
+		if c.Healthy == false && c.Units != 3 {
+			t.Errorf("corrupt content held by %d units, want 3", c.Units)
+		}
+	}
+	assertSnapshot(t, dir, before) // checked on private copies: the backups are untouched
+}

@@ -85,6 +85,8 @@ func DedupeText(w io.Writer, r DedupeResult) error {
 			switch {
 			case c.Error != "":
 				verdict = "error: " + c.Error
+			case c.Healthy && c.Verdict == "healthy":
+				verdict = "healthy database"
 			case c.Healthy:
 				verdict += " (healthy database)"
 			case c.Class != "":
