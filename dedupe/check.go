@@ -36,7 +36,6 @@ type CheckOptions struct {
 	Logger *slog.Logger // nil: silent
 }
 
-
 // CheckContents checks every distinct content of the plan with the probe on a static private copy
 // and records the verdicts in p.Report.Contents (plus HealthyContents and CorruptContents).
 func CheckContents(ctx context.Context, p *Plan, o CheckOptions) error {
