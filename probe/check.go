@@ -266,6 +266,17 @@ func preflight(path string) (fileFacts, error) {
 	return facts, nil
 }
 
+// readFacts stats path and reads its header; call it only while this process has no connection
+// to the database.
+func readFacts(path string) fileFacts {
+	var f fileFacts
+	if fi, err := os.Stat(path); err == nil {
+		f.Size = fi.Size()
+		readHeaderInto(path, &f)
+	}
+	return f
+}
+
 func readHeaderInto(path string, facts *fileFacts) {
 	h, err := board.ReadHeader(path)
 	switch {

@@ -80,11 +80,7 @@ func confirmMain(args []string) int {
 }
 
 func confirm(ctx context.Context, path string, full bool, timeout time.Duration, backup, trial bool) childReply {
-	var r childReply
-	if fi, err := os.Stat(path); err == nil {
-		r.Facts.Size = fi.Size()
-		readHeaderInto(path, &r.Facts)
-	}
+	r := childReply{Facts: readFacts(path)}
 	c, closeC, err := sqlitex.Conn(ctx, path, sqlitex.Options{BusyTimeout: int(timeout / time.Millisecond)})
 	if err != nil {
 		r.Answer = errAnswer(ctx, err)

@@ -45,7 +45,7 @@ func (f fileFacts) truncated() bool {
 }
 
 var (
-	reIndexLine = regexp.MustCompile(`^(row \d+ missing from index|wrong # of entries in index|non-unique entry in index) (\S+)`)
+	reIndexLine = regexp.MustCompile(`^(row \d+ missing from index|rowid \d+ missing from index|wrong # of entries in index|non-unique entry in index) (\S+)`)
 	reTreeLine  = regexp.MustCompile(`^Tree (\d+) page (\d+)`)
 	reFreeLine  = regexp.MustCompile(`^(Freelist: |freelist leaf count too big)`)
 	reNeverUsed = regexp.MustCompile(`^Page (\d+):? (is )?never used`)

@@ -182,23 +182,42 @@ func merge(as ...answer) answer {
 	return out
 }
 
-// fullParallel is integrity_check spread over the cores: one whole-database quick_check on the
-// pinned connection c (tree structure, page accounting, freelist, index entry counts) next to
-// integrity_check(T) for every table on extra read-only connections (index contents). Together
-// they check what one integrity_check checks; any non-ok answer is re-checked by the caller with a
-// whole-database integrity_check, so verdicts and classes come from the whole-database check.
+// job is one part of a parallel full check.
+type job struct {
+	stmt   string // a PRAGMA, or a cross-check query with args
+	args   []any
+	cross  bool // rows are (rowid, missing-from-index-1, ...) for index names
+	names  []string
+	table  string // the table, for the fallback integrity_check(T)
+	weight int64  // rowid span: bigger jobs start first
+}
+
+// splitIndexCheck selects the cross-check in rowid ranges for tables with plain indexes; off,
+// every table with indexes gets one integrity_check(T) (see BenchmarkFullCheck).
+var splitIndexCheck = true
+
+// fullParallel is integrity_check spread over the cores. One whole-database quick_check on the
+// pinned connection c checks every b-tree, the page accounting, the freelist, NOT NULL and CHECK
+// constraints and every index's entry count. What quick_check leaves out is index content and
+// UNIQUE: tables with unique, partial or expression indexes (or WITHOUT ROWID) get
+// integrity_check(T); the others get a cross-check split in rowid ranges over extra read-only
+// connections: every row must have its entry in every index, which with equal entry counts is
+// exactly integrity_check's test, reported in nearly its words ("rowid N missing from index X":
+// integrity_check numbers rows by position, a range cannot).
+// Any non-ok answer is re-checked by the caller with one whole-database integrity_check, and a
+// verdict of corruption always comes from that whole-database check in the clean child.
 func fullParallel(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Options, workers int) answer {
-	tables, err := tablesBySize(ctx, c)
-	if err != nil || len(tables) == 0 || workers < 2 {
+	jobs, err := planJobs(ctx, c, workers)
+	if err != nil || len(jobs) == 0 || workers < 2 {
 		return runPass(ctx, c, pragmaFor(true, ""))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	jobs := make(chan string, len(tables))
-	for _, t := range tables {
-		jobs <- t
+	queue := make(chan job, len(jobs))
+	for _, j := range jobs {
+		queue <- j
 	}
-	close(jobs)
+	close(queue)
 	var mu sync.Mutex
 	var parts []answer
 	add := func(a answer) {
@@ -220,53 +239,205 @@ func fullParallel(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Op
 				return
 			}
 			defer closeHC()
-			for t := range jobs {
+			for j := range queue {
 				if ctx.Err() != nil {
 					return
 				}
-				add(runPass(ctx, hc, pragmaFor(true, t)))
+				add(runJob(ctx, hc, j))
 			}
 		}()
 	}
-	whole := runPass(ctx, c, pragmaFor(false, ""))
-	add(whole)
-	// The pinned connection helps with the remaining tables once its quick_check is done.
-	for t := range jobs {
+	add(runPass(ctx, c, pragmaFor(false, "")))
+	// The pinned connection helps with what is left once its quick_check is done.
+	for j := range queue {
 		if ctx.Err() != nil {
 			break
 		}
-		add(runPass(ctx, c, pragmaFor(true, t)))
+		add(runJob(ctx, c, j))
 	}
 	wg.Wait()
 	return merge(parts...)
 }
 
-// tablesBySize lists the tables (largest first, by page count when dbstat is available) that
-// integrity_check(T) accepts.
-func tablesBySize(ctx context.Context, c *sql.Conn) ([]string, error) {
-	rows, err := c.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type='table'`)
+func runJob(ctx context.Context, c *sql.Conn, j job) answer {
+	if !j.cross {
+		return runPass(ctx, c, j.stmt)
+	}
+	a := crossCheck(ctx, c, j)
+	if a.Code&0xff == 1 { // SQLITE_ERROR: the planner refused the query; let SQLite check the table
+		return runPass(ctx, c, pragmaFor(true, j.table))
+	}
+	return a
+}
+
+// crossCheck runs one rowid range of an index cross-check.
+func crossCheck(ctx context.Context, c *sql.Conn, j job) answer {
+	rows, err := c.QueryContext(ctx, j.stmt, j.args...)
+	if err != nil {
+		return errAnswer(ctx, err)
+	}
+	defer rows.Close()
+	var a answer
+	dest := make([]any, 1+len(j.names))
+	var rowid int64
+	flags := make([]bool, len(j.names))
+	dest[0] = &rowid
+	for i := range flags {
+		dest[i+1] = &flags[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return errAnswer(ctx, err)
+		}
+		for i, missing := range flags {
+			if missing && len(a.Lines) < maxLines {
+				a.Lines = append(a.Lines, fmt.Sprintf("rowid %d missing from index %s", rowid, j.names[i]))
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		e := errAnswer(ctx, err)
+		e.Lines = a.Lines
+		return e
+	}
+	return a
+}
+
+// planJobs splits the index-content part of integrity_check into jobs, largest first.
+func planJobs(ctx context.Context, c *sql.Conn, workers int) ([]job, error) {
+	type tbl struct {
+		name string
+		wr   bool
+	}
+	var tables []tbl
+	rows, err := c.QueryContext(ctx, `SELECT name, wr FROM pragma_table_list WHERE schema='main' AND type='table'`)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
 	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
+		var t tbl
+		if err := rows.Scan(&t.name, &t.wr); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		names = append(names, n)
+		tables = append(tables, t)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	names = append(names, "sqlite_schema")
-	// Order by the size of the table's root b-tree range is unknown without reading pages; the
-	// event log is by far the largest on kanban boards, so put names hermes grows first.
-	weight := map[string]int{"task_events": 100, "tasks": 50, "task_runs": 40, "task_comments": 30, "task_attachments": 20}
-	sort.SliceStable(names, func(i, j int) bool { return weight[names[i]] > weight[names[j]] })
-	return names, nil
+	var big, small []job
+	for _, t := range tables {
+		idx, simple, err := simpleIndexes(ctx, c, t.name)
+		if err != nil {
+			return nil, err
+		}
+		if len(idx) == 0 && simple {
+			continue // no index: quick_check has checked everything
+		}
+		var lo, hi sql.NullInt64
+		if !t.wr {
+			if err := c.QueryRowContext(ctx, "SELECT (SELECT min(rowid) FROM "+quoteIdent(t.name)+"), (SELECT max(rowid) FROM "+quoteIdent(t.name)+")").Scan(&lo, &hi); err != nil {
+				return nil, err
+			}
+		}
+		if t.wr || !simple || !splitIndexCheck {
+			small = append(small, job{stmt: pragmaFor(true, t.name), table: t.name, weight: hi.Int64 - lo.Int64})
+			continue
+		}
+		if !lo.Valid {
+			continue
+		}
+		var sel, where []string
+		var names []string
+		for _, ix := range idx {
+			var eq []string
+			for _, col := range ix.cols {
+				eq = append(eq, fmt.Sprintf("i.%s IS t.%s", quoteIdent(col), quoteIdent(col)))
+			}
+			eq = append(eq, "i.rowid = t.rowid")
+			ne := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM %s AS i INDEXED BY %s WHERE %s)",
+				quoteIdent(t.name), quoteIdent(ix.name), strings.Join(eq, " AND "))
+			sel = append(sel, ne)
+			where = append(where, ne)
+			names = append(names, ix.name)
+		}
+		stmt := fmt.Sprintf("SELECT t.rowid, %s FROM %s AS t NOT INDEXED WHERE t.rowid >= ? AND t.rowid <= ? AND (%s)",
+			strings.Join(sel, ", "), quoteIdent(t.name), strings.Join(where, " OR "))
+		n := int64(workers * 2)
+		span := (hi.Int64 - lo.Int64 + n) / n
+		for a := lo.Int64; a <= hi.Int64; a += span {
+			b := a + span - 1
+			if b > hi.Int64 || b < a {
+				b = hi.Int64
+			}
+			big = append(big, job{stmt: stmt, args: []any{a, b}, cross: true, names: names, table: t.name, weight: b - a})
+			if b == hi.Int64 {
+				break
+			}
+		}
+	}
+	jobs := append(big, small...)
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].weight > jobs[j].weight })
+	return jobs, nil
+}
+
+type indexCols struct {
+	name string
+	cols []string
+}
+
+// simpleIndexes lists t's indexes when every one is a plain, non-unique index on named columns
+// with the columns' own collation; simple is false otherwise (integrity_check(T) must check it).
+func simpleIndexes(ctx context.Context, c *sql.Conn, table string) ([]indexCols, bool, error) {
+	rows, err := c.QueryContext(ctx, `SELECT name, "unique", partial FROM pragma_index_list(?)`, table)
+	if err != nil {
+		return nil, false, err
+	}
+	var out []indexCols
+	simple := true
+	for rows.Next() {
+		var name string
+		var unique, partial bool
+		if err := rows.Scan(&name, &unique, &partial); err != nil {
+			rows.Close()
+			return nil, false, err
+		}
+		if unique || partial {
+			simple = false
+		}
+		out = append(out, indexCols{name: name})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	for i := range out {
+		cr, err := c.QueryContext(ctx, `SELECT x.cid, x.name, x.coll, x.desc,
+			coalesce((SELECT 1 FROM pragma_table_xinfo(?) AS tc WHERE tc.cid = x.cid AND tc.hidden = 0), 0)
+			FROM pragma_index_xinfo(?) AS x WHERE x.key = 1 ORDER BY x.seqno`, table, out[i].name)
+		if err != nil {
+			return nil, false, err
+		}
+		for cr.Next() {
+			var cid int
+			var name, coll sql.NullString
+			var desc, plain bool
+			if err := cr.Scan(&cid, &name, &coll, &desc, &plain); err != nil {
+				cr.Close()
+				return nil, false, err
+			}
+			if cid < 0 || !name.Valid || !plain || !strings.EqualFold(coll.String, "BINARY") {
+				simple = false
+			}
+			out[i].cols = append(out[i].cols, name.String)
+		}
+		cr.Close()
+		if err := cr.Err(); err != nil {
+			return nil, false, err
+		}
+	}
+	return out, simple, nil
 }
 
 // defaultWorkers is how many connections a parallel full check uses.

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/kanban-doctor/kanban-doctor/internal/fixture"
@@ -22,8 +23,7 @@ func TestParallelFullCheckAgreesWithIntegrityCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var facts fileFacts
-			readHeaderInto(db, &facts) // before the connection exists
+			facts := readFacts(db) // before the connection exists
 			ctx := context.Background()
 			c, closeC, err := sqlitex.Conn(ctx, db, sqlitex.Options{})
 			if err != nil {
@@ -45,4 +45,73 @@ func TestParallelFullCheckAgreesWithIntegrityCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// execSteps runs each statement on its own read-write connection with writable_schema on.
+func execSteps(t *testing.T, db string, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, s := range stmts {
+		c, closeC, err := sqlitex.Conn(ctx, db, sqlitex.Options{ReadWrite: true, Pragmas: []string{"writable_schema(1)"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(ctx, s); err != nil {
+			closeC()
+			t.Fatalf("%s: %v", s, err)
+		}
+		closeC()
+	}
+}
+
+// TestSplitCrossCheckFindsIndexDesync: an index of task_events (the table the parallel check
+// splits in rowid ranges) misses entries while the counts stay equal, so quick_check cannot see
+// it: the split cross-check reports exactly integrity_check's lines, and the class is index.
+func TestSplitCrossCheckFindsIndexDesync(t *testing.T) {
+	db := fixture.CopyTo(t, "healthy-delete")
+	execSteps(t, db,
+		"CREATE TABLE saved AS SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema WHERE name = 'idx_events_task'",
+		"DELETE FROM sqlite_schema WHERE name = 'idx_events_task'",
+		"UPDATE task_events SET created_at = created_at + 1 WHERE id % 97 = 0",
+		"INSERT INTO sqlite_schema SELECT * FROM saved",
+		"DROP TABLE saved")
+	facts := readFacts(db)
+	ctx := context.Background()
+	c, closeC, err := sqlitex.Conn(ctx, db, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeC()
+	if q := runPass(ctx, c, pragmaFor(false, "")); !q.ok() {
+		t.Fatalf("quick_check already sees it (%s): the test would not exercise the cross-check", q.summary())
+	}
+	whole := runPass(ctx, c, pragmaFor(true, ""))
+	if whole.ok() {
+		t.Fatal("integrity_check does not see the desync")
+	}
+	for _, split := range []bool{true, false} {
+		splitIndexCheck = split
+		par := fullParallel(ctx, c, db, sqlitex.Options{}, 3)
+		splitIndexCheck = true
+		// integrity_check numbers rows by position, the split check by rowid: compare how many
+		// lines name which index.
+		if got, want := indexLineCounts(par.Lines), indexLineCounts(whole.Lines); !maps.Equal(got, want) {
+			t.Errorf("split=%v: parallel lines %q, integrity_check %q", split, par.Lines, whole.Lines)
+		}
+		if cls, _ := classify(ctx, c, facts, par, true); cls != ClassIndex {
+			t.Errorf("split=%v: class %s, want index", split, cls)
+		}
+	}
+}
+
+func indexLineCounts(lines []string) map[string]int {
+	m := map[string]int{}
+	for _, l := range lines {
+		if sm := reIndexLine.FindStringSubmatch(l); sm != nil {
+			m[sm[2]]++
+		} else {
+			m["other: "+l]++
+		}
+	}
+	return m
 }
