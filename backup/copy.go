@@ -59,6 +59,9 @@ func copyInto(ctx context.Context, src, dst string, compact bool, pagesPerStep, 
 	var n int
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 		conn.ExecContext(context.Background(), "ROLLBACK")
+		if sqlitex.Classify(err) == sqlitex.KindBusy {
+			return fmt.Errorf("read %s: %w (another process holds a lock on it: retry, or raise --busy-timeout)", src, err)
+		}
 		return fmt.Errorf("read %s: %w", src, err)
 	}
 	err = conn.Raw(func(dc any) error {
