@@ -189,6 +189,9 @@ func TestDeletedWALHeldOpenIsAHazard(t *testing.T) {
 	if !found {
 		t.Fatalf("no %s hazard naming pid %d: %+v", probe.HazardDeletedWAL, pid, res.Hazards)
 	}
+	if h := hazard(res, probe.HazardWALMissing); h == nil || !slices.Contains(h.Pids, pid) {
+		t.Errorf("no wal-missing hazard naming pid %d: %+v", pid, res.Hazards)
+	}
 	if res.Verdict == probe.Corrupt {
 		t.Fatalf("verdict corrupt: %+v", res)
 	}
