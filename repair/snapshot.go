@@ -1,0 +1,199 @@
+package repair
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"modernc.org/sqlite"
+
+	"github.com/kanban-doctor/kanban-doctor/backup"
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
+	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+)
+
+type backuper interface {
+	NewBackup(dstURI string) (*sqlite.Backup, error)
+}
+
+// pagesPerStep is how many pages one backup step copies between context checks.
+const pagesPerStep = 4096
+
+// snapshot copies the database at src into the (empty) temp file of dst through SQLite's online
+// backup API: one read transaction under SQLite's locks, WAL content included, damaged pages
+// copied verbatim. writable_schema lets SQLite read a file shorter than its header says. The copy
+// is then marked as a rollback-journal file (header bytes 18-19), so opening it needs no -wal.
+func snapshot(ctx context.Context, src string, dst *atomicfile.File) error {
+	conn, closeFn, err := sqlitex.Conn(ctx, src, sqlitex.Options{Pragmas: []string{"writable_schema(1)"}})
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return fmt.Errorf("begin read of %s: %w", src, err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	// Start the read transaction (and fail early on a file SQLite cannot read at all).
+	var n int
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&n); err != nil {
+		return fmt.Errorf("read %s: %w", src, err)
+	}
+	uri := sqlitex.DSN(dst.TempPath(), sqlitex.Options{ReadWrite: true, BusyTimeout: -1, Pragmas: []string{"journal_mode(OFF)", "synchronous(OFF)"}})
+	err = conn.Raw(func(dc any) error {
+		bk, ok := dc.(backuper)
+		if !ok {
+			return errors.New("driver has no backup API")
+		}
+		return step(ctx, bk.NewBackup, uri)
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", src, err)
+	}
+	conn.ExecContext(context.Background(), "ROLLBACK")
+	if err := closeFn(); err != nil {
+		return err
+	}
+	removeCompanions(dst.TempPath())
+	return markRollback(dst.File)
+}
+
+// step runs a backup or restore to completion, checking ctx between steps.
+func step(ctx context.Context, open func(string) (*sqlite.Backup, error), uri string) error {
+	b, err := open(uri)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			b.Finish()
+			return err
+		}
+		more, err := b.Step(pagesPerStep)
+		if err != nil {
+			b.Finish()
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	return b.Finish()
+}
+
+// markRollback sets header bytes 18-19 of our own finished copy from 2 (WAL) to 1, as VACUUM
+// INTO does, so the copy is one self-contained file. No connection to it is open.
+func markRollback(f *os.File) error {
+	var b [2]byte
+	if _, err := f.ReadAt(b[:], 18); err != nil {
+		return fmt.Errorf("read header of %s: %w", f.Name(), err)
+	}
+	if b[0] != 2 || b[1] != 2 {
+		return nil
+	}
+	if _, err := f.WriteAt([]byte{1, 1}, 18); err != nil {
+		return fmt.Errorf("write header of %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// countRows counts the rows of every ordinary table on conn (table scans, no index trusted).
+func countRows(ctx context.Context, conn *sql.Conn) (map[string]int64, []string, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rowid")
+	if err != nil {
+		return nil, nil, fmt.Errorf("list tables: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("list tables: %w", err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("list tables: %w", err)
+	}
+	counts := map[string]int64{}
+	for _, n := range names {
+		var c int64
+		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM "+quote(n)+" NOT INDEXED").Scan(&c); err != nil {
+			return nil, nil, fmt.Errorf("count rows of %s: %w", n, err)
+		}
+		counts[n] = c
+	}
+	return counts, names, nil
+}
+
+// fixInPlace runs REINDEX or VACUUM on our own copy at path and reports the row counts before and
+// after per table.
+func fixInPlace(ctx context.Context, path, action string) ([]TableReport, error) {
+	conn, closeFn, err := sqlitex.Conn(ctx, path, sqlitex.Options{ReadWrite: true, BusyTimeout: -1,
+		Pragmas: []string{"journal_mode(MEMORY)", "synchronous(OFF)"}})
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	before, names, err := countRows(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	stmt, method := "REINDEX", MethodReindex
+	if action == ActionVacuum {
+		stmt, method = "VACUUM", MethodVacuum
+	}
+	if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", strings.ToLower(stmt), path, err)
+	}
+	after, _, err := countRows(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TableReport, 0, len(names))
+	for _, n := range names {
+		out = append(out, TableReport{Name: n, Method: method, RowsRead: before[n], RowsWritten: after[n]})
+	}
+	return out, closeFn()
+}
+
+// countTables reports the row counts of our own copy at path.
+func countTables(ctx context.Context, path, method string) ([]TableReport, error) {
+	conn, closeFn, err := sqlitex.Conn(ctx, path, sqlitex.Options{BusyTimeout: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	counts, names, err := countRows(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TableReport, 0, len(names))
+	for _, n := range names {
+		out = append(out, TableReport{Name: n, Method: method, RowsRead: counts[n], RowsWritten: counts[n]})
+	}
+	return out, closeFn()
+}
+
+// restoreInPlace writes the verified repaired copy into the live board with backup.Restore: a
+// backup of the damaged board is taken first (a snapshot, or a content-addressed quarantine copy
+// when it is too damaged to snapshot), then the copy is restored through SQLite's backup API under
+// the board's own locks, so running processes see one consistent switch.
+func restoreInPlace(ctx context.Context, b board.Board, repaired *atomicfile.File, res *Result, log *slog.Logger) error {
+	rr, err := backup.Restore(ctx, repaired.TempPath(), b.DB, backup.Options{Logger: log})
+	if rr.Before != nil {
+		res.Backup = rr.Before.Path
+	} else if rr.Quarantined != "" {
+		res.Backup = rr.Quarantined
+	}
+	if err != nil {
+		return fmt.Errorf("restore repaired copy into %s: %w", b.DB, err)
+	}
+	res.Written = true
+	return nil
+}
