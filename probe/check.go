@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -97,7 +98,7 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 		if opts.Full && opts.Workers > 1 {
 			first = fullParallel(pctx, c, b.DB, opts.connOptions(), opts.Workers)
 		} else {
-			first = runPass(pctx, c, pragmaFor(opts.Full, ""))
+			first = checkPass(pctx, c, b.DB, opts.Full, opts.connOptions(), opts.Workers)
 		}
 		cancel()
 	}
@@ -122,7 +123,7 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 		}
 		res.Rechecks++
 		pctx, cancel := context.WithTimeout(ctx, opts.Timeout+time.Second)
-		a := runPass(pctx, c, pragmaFor(opts.Full, ""))
+		a := checkPass(pctx, c, b.DB, opts.Full, opts.connOptions(), opts.Workers)
 		cancel()
 		log.Debug("re-check", "n", res.Rechecks, "answer", a.summary())
 		if a.ok() {
@@ -197,6 +198,15 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 		}
 	}
 	return res, nil
+}
+
+// checkPass is the whole-database check the re-checks and the confirming child run: one
+// integrity_check with full, else quickPass.
+func checkPass(ctx context.Context, c *sql.Conn, path string, full bool, conn sqlitex.Options, workers int) answer {
+	if full {
+		return runPass(ctx, c, pragmaFor(true, ""))
+	}
+	return quickPass(ctx, c, path, conn, workers)
 }
 
 // confirmsDamage reports a clean answer that shows real damage (not merely an error).

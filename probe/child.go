@@ -81,14 +81,15 @@ func confirmMain(args []string) int {
 
 func confirm(ctx context.Context, path string, full bool, timeout time.Duration, backup, trial bool) childReply {
 	r := childReply{Facts: readFacts(path)}
-	c, closeC, err := sqlitex.Conn(ctx, path, sqlitex.Options{BusyTimeout: int(timeout / time.Millisecond)})
+	copts := sqlitex.Options{BusyTimeout: int(timeout / time.Millisecond)}
+	c, closeC, err := sqlitex.Conn(ctx, path, copts)
 	if err != nil {
 		r.Answer = errAnswer(ctx, err)
 		return r
 	}
 	defer closeC()
 	pctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
-	r.Answer = runPass(pctx, c, pragmaFor(full, ""))
+	r.Answer = checkPass(pctx, c, path, full, copts, defaultWorkers())
 	cancel()
 	if !confirmsDamage(r.Answer) {
 		return r

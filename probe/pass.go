@@ -207,10 +207,33 @@ var splitIndexCheck = true
 // Any non-ok answer is re-checked by the caller with one whole-database integrity_check, and a
 // verdict of corruption always comes from that whole-database check in the clean child.
 func fullParallel(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Options, workers int) answer {
-	jobs, err := planJobs(ctx, c, workers)
+	jobs, err := planJobs(ctx, c, workers, splitIndexCheck)
 	if err != nil || len(jobs) == 0 || workers < 2 {
 		return runPass(ctx, c, pragmaFor(true, ""))
 	}
+	return parallelPass(ctx, c, path, conn, workers, jobs)
+}
+
+// quickPass is the default check: the whole-database quick_check on c and, on the other cores
+// at no cost in wall time, integrity_check(T) of every indexed table except the largest (so index
+// contents of tasks, runs, comments and links are compared too; the event log's index contents
+// only with --full). With one core it is quick_check alone. The first pass, the re-checks and the
+// confirming child all run this same pass, so they judge the same things.
+func quickPass(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Options, workers int) answer {
+	if workers < 2 {
+		return runPass(ctx, c, pragmaFor(false, ""))
+	}
+	jobs, err := planJobs(ctx, c, workers, false)
+	if err != nil || len(jobs) < 2 {
+		return runPass(ctx, c, pragmaFor(false, ""))
+	}
+	// planJobs sorts by size: drop the largest table, keep the rest.
+	return parallelPass(ctx, c, path, conn, 2, jobs[1:])
+}
+
+// parallelPass runs the whole-database quick_check on c beside jobs on workers-1 extra read-only
+// connections (c takes jobs too once its quick_check is done) and merges the answers.
+func parallelPass(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Options, workers int, jobs []job) answer {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	queue := make(chan job, len(jobs))
@@ -304,7 +327,7 @@ func crossCheck(ctx context.Context, c *sql.Conn, j job) answer {
 }
 
 // planJobs splits the index-content part of integrity_check into jobs, largest first.
-func planJobs(ctx context.Context, c *sql.Conn, workers int) ([]job, error) {
+func planJobs(ctx context.Context, c *sql.Conn, workers int, split bool) ([]job, error) {
 	type tbl struct {
 		name string
 		wr   bool
@@ -341,7 +364,7 @@ func planJobs(ctx context.Context, c *sql.Conn, workers int) ([]job, error) {
 				return nil, err
 			}
 		}
-		if t.wr || !simple || !splitIndexCheck {
+		if t.wr || !simple || !split {
 			small = append(small, job{stmt: pragmaFor(true, t.name), table: t.name, weight: hi.Int64 - lo.Int64})
 			continue
 		}
