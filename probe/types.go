@@ -69,7 +69,7 @@ type Options struct {
 	Full     bool          // integrity_check instead of quick_check
 	Reverify int           // same-connection re-checks on a suspicious answer; 0 means 2, negative none
 	Backoff  time.Duration // before the first re-check (doubling); 0 means 50ms
-	Timeout  time.Duration // busy timeout and overall bound for one check; 0 means 30s
+	Timeout  time.Duration // busy timeout and bound of each check pass (first, re-checks, child); 0 means 30s
 	// Static says the file is not a live board (a backup or a copy): no hazard scan.
 	Static bool
 	// NoChild skips the child confirmation (for the child itself). A suspicious answer that is not
