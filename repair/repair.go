@@ -163,10 +163,10 @@ func planFor(c probe.Class) string {
 // damage class and publishes the copy atomically under the output name (or, with InPlace, restores
 // it into the board through SQLite after a verified backup). The input is only ever read through
 // SQLite (a backup-API snapshot under its locks), and never written unless InPlace.
-func Repair(ctx context.Context, b board.Board, o Options) (Result, error) {
+func Repair(ctx context.Context, b board.Board, o Options) (res Result, err error) {
 	t0 := time.Now()
 	log := o.logger()
-	res := Result{DB: b.DB, DryRun: o.DryRun, InPlace: o.InPlace, Tables: []TableReport{}, Notes: []string{}}
+	res = Result{DB: b.DB, DryRun: o.DryRun, InPlace: o.InPlace, Tables: []TableReport{}, Notes: []string{}}
 	defer func() { res.Duration = time.Since(t0).Seconds() }()
 	if err := requireFile(b.DB); err != nil {
 		return res, err

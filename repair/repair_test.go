@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/fixture"
+	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 	"github.com/kanban-doctor/kanban-doctor/probe"
@@ -427,4 +430,111 @@ func TestPageWalkMatchesSQLite(t *testing.T) {
 	if got := integrity(t, dst); got != "ok" {
 		t.Errorf("integrity: %s", got)
 	}
+}
+
+func init() {
+	// The child of TestKilledMidRepair: repair args[0] into args[1], then exit.
+	reexec.Register("repair-test-child", func(args []string) int {
+		_, err := Repair(context.Background(), board.New("t", args[0]), Options{Out: args[1], Static: true})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	})
+}
+
+// damagedBoard generates a board of n tasks and zeroes one task_events table leaf page, so a
+// repair has to salvage. No connection is open when the page is overwritten.
+func damagedBoard(t testing.TB, n int) string {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "kanban.db")
+	ctx := context.Background()
+	if err := kanban.Generate(ctx, db, kanban.GenOptions{Tasks: n, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := sqlitex.Open(db, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page, size int64
+	err = h.QueryRow("SELECT pageno FROM dbstat WHERE name='task_events' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 7").Scan(&page)
+	if err == nil {
+		err = h.QueryRow("PRAGMA page_size").Scan(&size)
+	}
+	h.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(db, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, size), (page-1)*size); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestKilledMidRepair is acceptance 3: a repair process killed with SIGKILL at several points
+// leaves the input byte-identical and no file (complete or not) under the output name; a later
+// run removes the killed runs' temps and succeeds.
+func TestKilledMidRepair(t *testing.T) {
+	db := damagedBoard(t, 3000)
+	before := fileHashes(t, db)
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "repaired.db")
+	killedMidway := 0
+	for _, delay := range []time.Duration{20 * time.Millisecond, 80 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond} {
+		cmd, err := reexec.Command(context.Background(), "repair-test-child", db, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		temps := 0
+		if ents, _ := os.ReadDir(outDir); len(ents) > 0 {
+			temps = len(ents)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		err = cmd.Wait()
+		if _, serr := os.Stat(out); serr == nil {
+			// The child finished before the kill: the output must then be complete.
+			if err == nil {
+				if got := integrity(t, out); got != "ok" {
+					t.Fatalf("finished output fails integrity_check: %s", got)
+				}
+				os.Remove(out)
+				continue
+			}
+			t.Fatalf("killed after %v: a file exists under the output name", delay)
+		}
+		if temps > 0 {
+			killedMidway++
+		}
+		if got := fileHashes(t, db); !reflect.DeepEqual(got, before) {
+			t.Fatalf("killed after %v: input changed", delay)
+		}
+	}
+	if killedMidway == 0 {
+		t.Fatalf("no kill landed while the repair was writing its temp files")
+	}
+	res, err := Repair(context.Background(), board.New("t", db), Options{Out: out, Static: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cleaned) == 0 {
+		t.Errorf("the killed runs' temps were not cleaned")
+	}
+	if got := integrity(t, out); got != "ok" {
+		t.Fatalf("output after the kills: %s", got)
+	}
+	ents, _ := os.ReadDir(outDir)
+	if len(ents) != 1 {
+		t.Errorf("%d files in the output dir, want 1", len(ents))
+	}
+	t.Logf("%d kills landed mid-repair; final run: %d rows written, %d known lost, %.2fs", killedMidway, res.Totals.RowsWritten, res.Totals.RowsLostKnown, res.Duration)
 }
