@@ -8,12 +8,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
 	_ "github.com/kanban-doctor/kanban-doctor/internal/sqlitex" // registers the "sqlite" driver
 	"github.com/kanban-doctor/kanban-doctor/probe"
@@ -208,35 +212,76 @@ func buildBoard(ctx context.Context, b board.Board, o Options, log *slog.Logger)
 	return hb, nil
 }
 
-// checkContents asks the probe about one unit of each distinct content, as a static file.
+// checkContents asks the probe about one unit of each distinct content. The probe reads a scratch
+// copy (main file and -wal companion) in a private temporary directory, never the backup itself:
+// opening a WAL-mode file makes SQLite create -wal/-shm beside it, which would add companions to
+// the inventory being reported.
 func checkContents(ctx context.Context, cs []Content, o Options, log *slog.Logger) error {
 	if o.Progress != nil {
 		o.Progress.Start("checking backup contents", int64(len(cs)), false)
 		defer o.Progress.Done()
 	}
+	scratch, err := os.MkdirTemp("", "kanban-doctor-report-")
+	if err != nil {
+		return fmt.Errorf("check backup contents: %w", err)
+	}
+	defer os.RemoveAll(scratch)
 	po := o.Probe
 	po.Static = true
 	for i := range cs {
-		b := board.New("backup", cs[i].Example)
 		log.Debug("checking backup content", "path", cs[i].Example)
-		res, err := o.Check(ctx, b, po)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			cs[i].Check = &ContentCheck{Error: err.Error(), Findings: []probe.Finding{}}
-		} else {
-			f := res.Findings
-			if f == nil {
-				f = []probe.Finding{}
-			}
-			cs[i].Check = &ContentCheck{Verdict: res.Verdict, Class: res.Class, Findings: f}
+		cs[i].Check = checkOne(ctx, cs[i], filepath.Join(scratch, fmt.Sprint(i)), po, o.Check)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		if o.Progress != nil {
 			o.Progress.Add(1)
 		}
 	}
 	return nil
+}
+
+func checkOne(ctx context.Context, c Content, dir string, po probe.Options, check CheckFunc) *ContentCheck {
+	fail := func(err error) *ContentCheck { return &ContentCheck{Error: err.Error(), Findings: []probe.Finding{}} }
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fail(fmt.Errorf("check %s: %w", c.Example, err))
+	}
+	defer os.RemoveAll(dir)
+	db := filepath.Join(dir, board.DBName)
+	if err := copyFile(c.Example, db); err != nil {
+		return fail(err)
+	}
+	if c.HasWAL {
+		if err := copyFile(c.Example+"-wal", db+"-wal"); err != nil {
+			return fail(err)
+		}
+	}
+	res, err := check(ctx, board.New("backup", db), po)
+	if err != nil {
+		return fail(errors.New(strings.ReplaceAll(err.Error(), db, c.Example)))
+	}
+	cc := &ContentCheck{Verdict: res.Verdict, Class: res.Class, Findings: []probe.Finding{}}
+	for _, f := range res.Findings {
+		// Name the backup, not the scratch copy, in messages; a fix hint for a scratch copy would
+		// be misleading, so hints are dropped (repair works on the live board or a restored copy).
+		f.Message = strings.ReplaceAll(f.Message, db, c.Example)
+		f.Hint = ""
+		cc.Findings = append(cc.Findings, f)
+	}
+	return cc
+}
+
+// copyFile copies a static backup file into the scratch directory.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy backup %s: %w", src, err)
+	}
+	defer in.Close()
+	return atomicfile.WriteFrom(dst, 0o600, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
 }
 
 func summarize(inv board.Inventory, contents []Content) Backups {

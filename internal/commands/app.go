@@ -46,6 +46,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			dedupeCommand(),
 			backupCommand(), restoreCommand(),
 			reproCommand(),
+			repairCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
