@@ -43,6 +43,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			"else $HERMES_KANBAN_HOME, else ~/.hermes.\n",
 		Commands: []*cli.Command{
 			boardsCommand(),
+			reportCommand(),
 			dedupeCommand(),
 			backupCommand(), restoreCommand(),
 			reproCommand(),
