@@ -77,6 +77,20 @@ type evidence struct {
 	names                                        map[string]bool // indexes named in index lines
 }
 
+// class is what the messages alone say: index-only lines -> index, freelist-only lines -> freelist,
+// anything touching a table b-tree, an index b-tree's pages or an unknown message -> btree.
+func (e evidence) class() Class {
+	switch {
+	case e.tableTree > 0 || e.other > 0:
+		return ClassBtree
+	case e.index > 0 && e.freelist == 0 && e.indexTree == 0:
+		return ClassIndex
+	case e.freelist > 0 && e.index == 0 && e.indexTree == 0:
+		return ClassFreelist
+	}
+	return ClassBtree
+}
+
 func sortLines(a answer, roots schemaRoots) evidence {
 	e := evidence{names: map[string]bool{}}
 	for _, l := range a.Lines {
@@ -125,15 +139,10 @@ func classify(ctx context.Context, c *sql.Conn, facts fileFacts, a answer, trial
 		return ClassTruncated, "a page lies beyond the end of the file (short read)"
 	}
 	e := sortLines(a, readRoots(ctx, c))
-	byMessages := ClassBtree
-	switch {
-	case e.tableTree > 0 || e.other > 0:
+	if e.tableTree > 0 || e.other > 0 {
 		return ClassBtree, "table b-tree damage"
-	case e.index > 0 && e.freelist == 0 && e.indexTree == 0:
-		byMessages = ClassIndex
-	case e.freelist > 0 && e.index == 0 && e.indexTree == 0:
-		byMessages = ClassFreelist
 	}
+	byMessages := e.class()
 	if !trial || facts.Size > trialLimit {
 		return byMessages, "from the messages"
 	}

@@ -115,3 +115,33 @@ func indexLineCounts(lines []string) map[string]int {
 	}
 	return m
 }
+
+// TestClassFromMessages pins how integrity_check lines (SQLite 3.54.1 wording) sort into classes
+// when no trial fix runs.
+func TestClassFromMessages(t *testing.T) {
+	roots := schemaRoots{2: {"table", "tasks"}, 7: {"index", "idx_tasks_status"}}
+	for _, tc := range []struct {
+		lines []string
+		code  int
+		want  Class
+	}{
+		{[]string{"row 5 missing from index idx_tasks_status", "wrong # of entries in index idx_tasks_status"}, 0, ClassIndex},
+		{[]string{"rowid 9 missing from index idx_events_task"}, 0, ClassIndex},
+		{nil, 779, ClassIndex}, // SQLITE_CORRUPT_INDEX
+		{[]string{"Freelist: size is 12 but should be 9"}, 0, ClassFreelist},
+		{[]string{"freelist leaf count too big on page 40", "Page 41: never used"}, 0, ClassFreelist},
+		{[]string{"Tree 2 page 205: btreeInitPage() returns error code 11", "wrong # of entries in index idx_tasks_status"}, 0, ClassBtree},
+		{[]string{"Tree 7 page 90: btreeInitPage() returns error code 11"}, 0, ClassBtree}, // index tree: open, trial decides
+		{[]string{"Rowid 17 out of order"}, 0, ClassBtree},
+		{nil, 11, ClassBtree}, // SQLITE_CORRUPT with no lines
+	} {
+		a := answer{Lines: tc.lines, Code: tc.code}
+		if tc.code != 0 {
+			a.Err = "error"
+		}
+		got := sortLines(a, roots).class()
+		if got != tc.want {
+			t.Errorf("%q code %d: %s, want %s", tc.lines, tc.code, got, tc.want)
+		}
+	}
+}
