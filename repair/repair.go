@@ -69,6 +69,8 @@ type Options struct {
 	Backups string
 	// Static says the input is not a live board (no hazard scan).
 	Static bool
+	// Timeout bounds the wait for the board's locks (diagnosis and snapshot); 0 means 30s.
+	Timeout time.Duration
 	// Check replaces probe.Check (tests).
 	Check  CheckFunc
 	Logger *slog.Logger
@@ -79,6 +81,13 @@ func (o Options) logger() *slog.Logger {
 		return o.Logger
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func (o Options) busyTimeout() int {
+	if o.Timeout <= 0 {
+		return 30000
+	}
+	return int(o.Timeout / time.Millisecond)
 }
 
 func (o Options) check() CheckFunc {
@@ -171,7 +180,7 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 	if err := requireFile(b.DB); err != nil {
 		return res, err
 	}
-	diag, err := o.check()(ctx, b, probe.Options{Full: true, Static: o.Static, Logger: log})
+	diag, err := o.check()(ctx, b, probe.Options{Full: true, Static: o.Static, Timeout: o.Timeout, Logger: log})
 	res.Diagnosis = diag
 	if err != nil {
 		return res, fmt.Errorf("diagnose %s: %w", b.DB, err)
@@ -221,9 +230,12 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 	defer work.Abort()
 	defer removeCompanions(work.TempPath())
 	log.Info("snapshot", "db", b.DB, "to", work.TempPath())
-	if err := snapshot(ctx, b.DB, work); err != nil {
-		if k := sqlitex.Classify(err); k == sqlitex.KindNotADatabase {
+	if err := snapshot(ctx, b.DB, work, o.busyTimeout()); err != nil {
+		switch sqlitex.Classify(err) {
+		case sqlitex.KindNotADatabase:
 			return res, fmt.Errorf("repair %s: %w: %w", b.DB, ErrUnrecoverable, err)
+		case sqlitex.KindBusy:
+			return res, fmt.Errorf("repair %s: %w: %w", b.DB, ErrInconclusive, err)
 		}
 		return res, err
 	}

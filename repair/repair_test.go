@@ -538,3 +538,37 @@ func TestKilledMidRepair(t *testing.T) {
 	}
 	t.Logf("%d kills landed mid-repair; final run: %d rows written, %d known lost, %.2fs", killedMidway, res.Totals.RowsWritten, res.Totals.RowsLostKnown, res.Duration)
 }
+
+// TestComparesNewestHealthyBackup: --backups names the newest backup that verifies healthy,
+// skipping a newer damaged one, and compares row counts table by table.
+func TestComparesNewestHealthyBackup(t *testing.T) {
+	db := fixture.CopyTo(t, "table-leaf-zeroed")
+	dir := t.TempDir()
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	healthy := filepath.Join(dir, "kanban.db.corrupt.20260101_120000.bak")
+	copyFile(fixture.CopyTo(t, "healthy-delete"), healthy)
+	copyFile(fixture.CopyTo(t, "table-leaf-zeroed"), filepath.Join(dir, "kanban.db.corrupt.20260102_120000.bak"))
+	res, err := Repair(context.Background(), board.New("t", db), Options{Out: filepath.Join(t.TempDir(), "o.db"), Static: true, Backups: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Compare
+	if c == nil || c.Path != healthy || c.Checked != 2 || len(c.Skipped) != 1 {
+		t.Fatalf("compare = %+v", c)
+	}
+	diffs := map[string]int64{}
+	for _, tc := range c.Tables {
+		diffs[tc.Name] = tc.Diff
+	}
+	if diffs["task_events"] >= 0 || diffs["tasks"] != 0 {
+		t.Errorf("diffs = %v, want fewer task_events in the repaired copy and equal tasks", diffs)
+	}
+}

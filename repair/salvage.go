@@ -456,6 +456,8 @@ func (s *salvager) copyByPages(ctx context.Context, tables []*tableInfo) error {
 	w := newWalker(p)
 	w.reached[1] = true
 	var ierr error
+	// recovered holds, per table, the rowids adopted from unattached pages (the only rows that can
+	// lie inside a lost range); a tree walk never delivers a row inside a range it lost.
 	recovered := map[string]map[int64]bool{}
 	for _, t := range tables {
 		r := s.reports[t.obj.Name]
@@ -493,7 +495,6 @@ func (s *salvager) copyByPages(ctx context.Context, tables []*tableInfo) error {
 				return
 			}
 			r.RowsRead++
-			got[rowid] = true
 			ok, err := s.insertRow(ctx, t, rowid, true, vals)
 			if err != nil {
 				ierr = err

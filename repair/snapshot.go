@@ -28,8 +28,8 @@ const pagesPerStep = 4096
 // backup API: one read transaction under SQLite's locks, WAL content included, damaged pages
 // copied verbatim. writable_schema lets SQLite read a file shorter than its header says. The copy
 // is then marked as a rollback-journal file (header bytes 18-19), so opening it needs no -wal.
-func snapshot(ctx context.Context, src string, dst *atomicfile.File) error {
-	conn, closeFn, err := sqlitex.Conn(ctx, src, sqlitex.Options{Pragmas: []string{"writable_schema(1)"}})
+func snapshot(ctx context.Context, src string, dst *atomicfile.File, busyTimeout int) error {
+	conn, closeFn, err := sqlitex.Conn(ctx, src, sqlitex.Options{BusyTimeout: busyTimeout, Pragmas: []string{"writable_schema(1)"}})
 	if err != nil {
 		return err
 	}

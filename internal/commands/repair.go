@@ -2,6 +2,7 @@ package commands
 
 import (
 	"errors"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -33,10 +34,14 @@ func repairCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "diagnose and print the plan; write nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "let --out replace an existing file"},
 			&cli.StringFlag{Name: "backups", Usage: "compare with the newest healthy backup of this board in `DIR`"},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long to wait for the board's locks"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return exitcode.Errorf(exitcode.Usage, "repair takes one PATH (a kanban.db or a board directory), got %d", c.NArg())
+			}
+			if c.Duration("timeout") <= 0 {
+				return exitcode.Errorf(exitcode.Usage, "--timeout must be positive")
 			}
 			if c.Bool("in-place") && c.String("out") != "" {
 				return exitcode.Errorf(exitcode.Usage, "--in-place and --out exclude each other")
@@ -50,7 +55,7 @@ func repairCommand() *cli.Command {
 			}
 			res, rerr := repair.Repair(c.Context, boards[0], repair.Options{
 				Out: c.String("out"), InPlace: c.Bool("in-place"), DryRun: c.Bool("dry-run"),
-				Force: c.Bool("force"), Backups: c.String("backups"),
+				Force: c.Bool("force"), Backups: c.String("backups"), Timeout: c.Duration("timeout"),
 			})
 			code := repairStatus(res, rerr)
 			if rerr == nil || res.Verdict != "" {
