@@ -85,7 +85,7 @@ func verdictLine(b health.Board) string {
 	}
 	detail := []string{c.Mode, plural(c.Rechecks, "re-check", "re-checks")}
 	if c.Child != "" {
-		detail = append(detail, "clean child said "+firstLine(c.Child))
+		detail = append(detail, "clean child said "+clip(firstLine(c.Child), 60))
 	}
 	detail = append(detail, fmtDuration(c.Duration))
 	return s + " [" + strings.Join(detail, ", ") + "]"
@@ -94,6 +94,15 @@ func verdictLine(b health.Board) string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
+}
+
+// clip shortens s to at most n runes, marking the cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func plural(n int, one, many string) string {
