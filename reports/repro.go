@@ -3,6 +3,8 @@ package reports
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -34,6 +36,16 @@ func ReproText(w io.Writer, res repro.Result) error {
 	for _, c := range res.Cells {
 		if c.Error != "" {
 			notes = append(notes, fmt.Sprintf("%s: error: %s", c.Name(), c.Error))
+		}
+		if len(c.Hazards) > 0 && !(len(c.Hazards) == 1 && c.Hazards["open-processes"] > 0) {
+			var hs []string
+			for _, k := range slices.Sorted(maps.Keys(c.Hazards)) {
+				if k == "open-processes" {
+					continue // always there on a live board: in the JSON only
+				}
+				hs = append(hs, fmt.Sprintf("%s in %d/%d checks", k, c.Hazards[k], c.Checks))
+			}
+			notes = append(notes, fmt.Sprintf("%s: hazards reported: %s", c.Name(), strings.Join(hs, ", ")))
 		}
 		for _, n := range c.Notes {
 			notes = append(notes, fmt.Sprintf("%s: %s", c.Name(), n))

@@ -83,7 +83,11 @@ func runCell(ctx context.Context, s cellSpec) (c Cell) {
 		if s.scenario == Injected {
 			c.Injection, err = inject(ctx, db)
 		} else {
-			c.Injection, err = unlinkWAL(ctx, db)
+			var closeNew func() error
+			c.Injection, closeNew, err = unlinkWAL(ctx, db)
+			if closeNew != nil {
+				defer closeNew()
+			}
 			close(rejoin) // like every process started from now on, the checkpointer joins the new generation
 		}
 		evEnd = time.Now()
@@ -153,6 +157,12 @@ func score(c *Cell, recs []record, evStart, evEnd time.Time) {
 		}
 		c.Checks++
 		durs = append(durs, time.Duration(r.T1-r.T0))
+		for _, h := range r.Hazards {
+			if c.Hazards == nil {
+				c.Hazards = map[string]int{}
+			}
+			c.Hazards[h]++
+		}
 		if !r.FirstOK {
 			c.Suspicious++
 			if len(answers) < 3 && r.Answer != "" {
@@ -294,39 +304,43 @@ func inject(ctx context.Context, db string) (string, error) {
 // unlinkWAL does what the redundant journal-mode reset did: -wal and -shm are unlinked while the
 // writers hold them, then a new connection sets journal_mode=WAL and writes, creating a second
 // WAL generation the old connections cannot see.
-func unlinkWAL(ctx context.Context, db string) (string, error) {
+func unlinkWAL(ctx context.Context, db string) (string, func() error, error) {
 	var removed []string
 	for _, suf := range []string{"-wal", "-shm"} {
 		if err := os.Remove(db + suf); err == nil {
 			removed = append(removed, filepath.Base(db+suf))
 		} else if !os.IsNotExist(err) {
-			return "", fmt.Errorf("unlink %s: %w", db+suf, err)
+			return "", nil, fmt.Errorf("unlink %s: %w", db+suf, err)
 		}
 	}
 	what := fmt.Sprintf("unlinked %s with the writers connected", strings.Join(removed, " and "))
 	// The new process's connect, as hermes did it: PRAGMA journal_mode=WAL, then a write. Its
 	// failures ("disk I/O error") are part of what users saw, so they are reported, not fatal.
+	// The new process stays connected (a long-lived gateway started after the reset) until the
+	// writers have stopped.
 	var err error
-	for try := 0; try < 5; try++ {
-		if err = resetAndWrite(ctx, db); err == nil {
-			return what + "; a new connection set journal_mode=WAL and wrote", nil
+	for try := 0; try < 25; try++ {
+		var closeFn func() error
+		if closeFn, err = resetAndWrite(ctx, db); err == nil {
+			return what + "; a new connection set journal_mode=WAL, read and stayed connected", closeFn, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return what + "; a new connection's journal_mode=WAL failed 5 times: " + oneLine(err.Error()), nil
+	return what + "; a new connection's journal_mode=WAL failed 25 times: " + oneLine(err.Error()), func() error { return nil }, nil
 }
 
-func resetAndWrite(ctx context.Context, db string) error {
+func resetAndWrite(ctx context.Context, db string) (func() error, error) {
 	conn, closeFn, err := sqlitex.Conn(ctx, db, sqlitex.Options{ReadWrite: true, BusyTimeout: 5000,
-		Pragmas: append([]string{"journal_mode(WAL)"}, kanban.HarnessWriterPragmas()...)})
+		Pragmas: []string{"journal_mode(WAL)"}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeFn()
-	if _, err := conn.ExecContext(ctx, `INSERT INTO task_comments(task_id,author,body,created_at) VALUES('reset','repro','journal_mode reset',0)`); err != nil {
-		return fmt.Errorf("write after reset: %w", err)
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM tasks`).Scan(&n); err != nil {
+		closeFn()
+		return nil, fmt.Errorf("read after reset: %w", err)
 	}
-	return nil
+	return closeFn, nil
 }
 
 // prober is a running prober child.

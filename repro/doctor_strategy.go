@@ -46,6 +46,9 @@ func (p *checker) doctor(ctx context.Context, r *record) {
 		r.Verdict, r.Answer = verdictInconclusive, short(err.Error())
 		return
 	}
+	for _, h := range res.Hazards {
+		r.Hazards = append(r.Hazards, h.Code)
+	}
 	r.FirstOK = res.Verdict == probe.Healthy
 	if !r.FirstOK {
 		r.Answer = short(string(res.Verdict) + ": " + strings.Join(res.FirstAnswer, "; "))

@@ -43,6 +43,8 @@ type record struct {
 	Verdict     string `json:"verdict"`
 	Backup      string `json:"backup,omitempty"`
 	BackupBytes int64  `json:"backup_bytes,omitempty"`
+	// Hazards are the codes of the hazards the doctor reported beside its verdict.
+	Hazards []string `json:"hazards,omitempty"`
 }
 
 type proberArgs struct {

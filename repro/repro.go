@@ -119,9 +119,12 @@ type Cell struct {
 	TruthDetail string   `json:"truth_detail,omitempty"`
 	Injection   string   `json:"injection,omitempty"`
 	Answers     []string `json:"sample_answers,omitempty"`
-	Notes       []string `json:"notes,omitempty"`
-	Error       string   `json:"error,omitempty"`
-	Seconds     float64  `json:"seconds"`
+	// Hazards counts the checks whose result named each hazard (doctor only), e.g.
+	// {"deleted-wal": 12} in wal-unlink, where integrity_check itself says ok.
+	Hazards map[string]int `json:"hazards,omitempty"`
+	Notes   []string       `json:"notes,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	Seconds float64        `json:"seconds"`
 }
 
 // Name is "scenario/strategy".

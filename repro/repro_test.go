@@ -49,6 +49,9 @@ func TestCIRulesPassOnTheDefaultMatrix(t *testing.T) {
 		}
 		switch c.Scenario {
 		case WALUnlink:
+			if c.Strategy == Doctor && c.Hazards["deleted-wal"]+c.Hazards["deleted-shm"] == 0 {
+				t.Errorf("%s: the doctor never reported the deleted -wal/-shm held open: %v", c.Name(), c.Hazards)
+			}
 			if c.LostCommits > 0 && c.TruthOK {
 				lostWhileOK++
 				if !strings.Contains(strings.Join(c.Notes, " "), "while integrity_check says ok") {
