@@ -205,7 +205,7 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	if pps < 0 {
 		pps = -1
 	}
-	if err := copyInto(ctx, dbPath, f.TempPath(), o.Compact, pps, o.BusyTimeout); err != nil {
+	if err := copyInto(ctx, dbPath, f.TempPath(), o.Compact, pps, o.BusyTimeout, snapshotPragmas...); err != nil {
 		return res, err
 	}
 	if err := makeRollback(f.File); err != nil {

@@ -258,3 +258,17 @@ func TestQuarantineIsContentAddressedAndNeverDuplicates(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseName: never panics, and every name it accepts is exactly the one Name builds back.
+func FuzzParseName(f *testing.F) {
+	f.Add("kanban.db", "kanban.db.backup.20261127T013915.123Z.0123456789abcdef.db")
+	f.Add("kanban.db", "kanban.db.backup.20261127T013915.123Z.0123456789abcdef.db-wal")
+	f.Add("kanban.db", "kanban.db.corrupt.0123456789abcdef.bak")
+	f.Add("x", "x.backup.99991231T235959.999Z.ffffffffffffffff.db")
+	f.Fuzz(func(t *testing.T, db, name string) {
+		p, ok := ParseName(db, name)
+		if ok && Name(db, p.Time, p.Hash) != name {
+			t.Fatalf("ParseName(%q, %q) = %+v, but Name gives %q", db, name, p, Name(db, p.Time, p.Hash))
+		}
+	})
+}

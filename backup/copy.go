@@ -40,8 +40,8 @@ type restorer interface {
 // copyInto copies the database at src into the empty file dst through SQLite: the online backup
 // API (pages verbatim, inside one read transaction) or, with compact, VACUUM INTO. It holds one
 // read-only connection to src and never touches src's files itself.
-func copyInto(ctx context.Context, src, dst string, compact bool, pagesPerStep, busyTimeout int) error {
-	conn, closeFn, err := sqlitex.Conn(ctx, src, sqlitex.Options{BusyTimeout: busyTimeout})
+func copyInto(ctx context.Context, src, dst string, compact bool, pagesPerStep, busyTimeout int, srcPragmas ...string) error {
+	conn, closeFn, err := sqlitex.Conn(ctx, src, sqlitex.Options{BusyTimeout: busyTimeout, Pragmas: srcPragmas})
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func damage(lines []string, err error) ([]string, error) {
 // hashFile is the sha256 of f's content, read through f (never a second open of the file).
 func hashFile(f *os.File) (string, int64, error) {
 	h := sha256.New()
-	n, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62))
+	n, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, 1<<62), make([]byte, 1<<20))
 	if err != nil {
 		return "", 0, fmt.Errorf("hash %s: %w", f.Name(), err)
 	}
@@ -207,6 +207,12 @@ func checkAndHash(ctx context.Context, f *atomicfile.File) (findings []string, p
 	}
 	return
 }
+
+// snapshotPragmas let a snapshot read the board's pages through a memory map instead of one pread
+// per page (about 15% less CPU on a 350 MB board). The map goes through SQLite's own locking: the
+// read transaction the copy holds keeps writers and checkpointers from shrinking the file under it.
+// Quarantine, which reads boards that may be damaged or truncated, does not use it.
+var snapshotPragmas = []string{"mmap_size(2147483648)"}
 
 // checkPragmas speed up the check of our own finished temp file: memory-mapped reads (nobody else
 // has the file, so nobody can shrink it under the mapping).

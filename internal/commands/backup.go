@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -47,6 +48,16 @@ func backupCommand() *cli.Command {
 			var results []backup.Result
 			var errs []error
 			for _, b := range boards {
+				o := o
+				if len(boards) > 1 && o.Out != "" {
+					// Every board's file is kanban.db: one subdirectory per board keeps their
+					// backups (and --keep) apart.
+					o.Out = filepath.Join(o.Out, b.Name)
+					if err := os.MkdirAll(o.Out, 0o755); err != nil {
+						errs = append(errs, exitcode.Wrap(exitcode.Operational, err))
+						continue
+					}
+				}
 				r, err := backup.Snapshot(c.Context, b.DB, o)
 				if err != nil {
 					errs = append(errs, backupError(err))
