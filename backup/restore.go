@@ -260,6 +260,10 @@ func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
 
 // restoreOffline replaces the board's file with a checked copy of from.
 func restoreOffline(ctx context.Context, from, dbPath string, wal bool, sidecars []string, o Options, res *RestoreResult) error {
+	// A killed offline restore leaves .<db>.kdtmp-*; remove those nobody holds open.
+	if _, err := cleanTemps(filepath.Dir(dbPath), filepath.Base(dbPath)+atomicfile.TempMarker); err != nil {
+		return err
+	}
 	f, err := atomicfile.Create(dbPath, 0o644)
 	if err != nil {
 		return err

@@ -125,7 +125,12 @@ func TestSnapshotKilledAtRandomMomentsNeverLeavesAPartialBackup(t *testing.T) {
 	run(0)
 	full := time.Since(t0)
 	rng := rand.New(rand.NewPCG(42, 4))
-	midCopy, finals := 0, 0
+	midCopy, partial, finals := 0, 0, 0
+	fi, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbSize := fi.Size()
 	for i := 0; i < rounds; i++ {
 		execSQL(t, db, "UPDATE tasks SET priority = priority + 1 WHERE rowid % 7 = 0") // new content
 		run(time.Duration(rng.Int64N(int64(full) + int64(full)/5)))
@@ -142,6 +147,9 @@ func TestSnapshotKilledAtRandomMomentsNeverLeavesAPartialBackup(t *testing.T) {
 				}
 			case atomicfile.IsTemp(n):
 				temps++
+				if fi, err := os.Stat(p); err == nil && fi.Size() < dbSize {
+					partial++ // killed while the pages were being copied
+				}
 			default:
 				t.Fatalf("round %d: unexpected file %s", i, n)
 			}
@@ -163,9 +171,9 @@ func TestSnapshotKilledAtRandomMomentsNeverLeavesAPartialBackup(t *testing.T) {
 			finals++
 		}
 	}
-	if midCopy < rounds/5 {
-		t.Fatalf("only %d of %d kills landed mid-copy; the test does not test much", midCopy, rounds)
+	if midCopy < rounds/5 || partial < 3 {
+		t.Fatalf("only %d of %d kills left a temp, %d of them mid-copy; the test does not test much", midCopy, rounds, partial)
 	}
-	t.Logf("%d kills (whole run %v): %d left a temp (cleaned by the next run, last cleaned %d), %d complete backups, all intact",
-		rounds, full.Round(time.Millisecond), midCopy, len(r.CleanedTemps), finals)
+	t.Logf("%d kills (whole run %v): %d left a temp (%d mid-copy, the rest while checking or hashing), all cleaned by the next run (last cleaned %d); %d complete backups, all intact",
+		rounds, full.Round(time.Millisecond), midCopy, partial, len(r.CleanedTemps), finals)
 }
