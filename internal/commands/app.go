@@ -46,6 +46,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			reportCommand(),
 			dedupeCommand(),
 			backupCommand(), restoreCommand(),
+			watchCommand(),
 			reproCommand(),
 			repairCommand(),
 		},
