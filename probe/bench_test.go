@@ -24,9 +24,9 @@ func BenchmarkFullCheck(b *testing.B) {
 		split   bool
 	}{{"serial", 1, false}, {"per-table", defaultWorkers(), false}, {"split", defaultWorkers(), true}} {
 		b.Run(bc.name, func(b *testing.B) {
-			old := splitIndexCheck
-			splitIndexCheck = bc.split
-			defer func() { splitIndexCheck = old }()
+			split := bc.split
+			splitIndexCheck = &split
+			defer func() { splitIndexCheck = nil }()
 			for i := 0; i < b.N; i++ {
 				c, closeC, err := sqlitex.Conn(ctx, db, sqlitex.Options{})
 				if err != nil {

@@ -31,17 +31,21 @@ func TestParallelFullCheckAgreesWithIntegrityCheck(t *testing.T) {
 			}
 			defer closeC()
 			whole := runPass(ctx, c, pragmaFor(true, ""))
-			par := fullParallel(ctx, c, db, sqlitex.Options{}, 3)
-			if whole.ok() != par.ok() || whole.suspicious() != par.suspicious() {
-				t.Fatalf("whole %q (ok %v), parallel %q (ok %v)", whole.summary(), whole.ok(), par.summary(), par.ok())
-			}
-			if whole.ok() {
-				return
-			}
-			cw, _ := classify(ctx, c, facts, whole, false)
-			cp, _ := classify(ctx, c, facts, par, false)
-			if cw != cp {
-				t.Errorf("class from messages: whole %s, parallel %s", cw, cp)
+			for _, split := range []bool{true, false} {
+				splitIndexCheck = &split
+				par := fullParallel(ctx, c, db, sqlitex.Options{}, 3)
+				splitIndexCheck = nil
+				if whole.ok() != par.ok() || whole.suspicious() != par.suspicious() {
+					t.Fatalf("split=%v: whole %q (ok %v), parallel %q (ok %v)", split, whole.summary(), whole.ok(), par.summary(), par.ok())
+				}
+				if whole.ok() {
+					continue
+				}
+				cw, _ := classify(ctx, c, facts, whole, false)
+				cp, _ := classify(ctx, c, facts, par, false)
+				if cw != cp {
+					t.Errorf("split=%v: class from messages: whole %s, parallel %s", split, cw, cp)
+				}
 			}
 		})
 	}
@@ -90,9 +94,9 @@ func TestSplitCrossCheckFindsIndexDesync(t *testing.T) {
 		t.Fatal("integrity_check does not see the desync")
 	}
 	for _, split := range []bool{true, false} {
-		splitIndexCheck = split
+		splitIndexCheck = &split
 		par := fullParallel(ctx, c, db, sqlitex.Options{}, 3)
-		splitIndexCheck = true
+		splitIndexCheck = nil
 		// integrity_check numbers rows by position, the split check by rowid: compare how many
 		// lines name which index.
 		if got, want := indexLineCounts(par.Lines), indexLineCounts(whole.Lines); !maps.Equal(got, want) {
