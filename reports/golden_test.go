@@ -53,7 +53,7 @@ func goldenCases() []goldenCase {
 // Run `go test ./reports/ -run TestGolden -update` after an intended change and review the diff.
 func TestGolden(t *testing.T) {
 	pinGolden(t)
-	for _, c := range goldenCases() {
+	for _, c := range append(goldenCases(), commandCases()...) {
 		t.Run(c.file, func(t *testing.T) {
 			var buf bytes.Buffer
 			if err := c.render(&buf); err != nil {
