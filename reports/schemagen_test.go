@@ -12,6 +12,7 @@ import (
 
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/probe"
+	"github.com/kanban-doctor/kanban-doctor/repro"
 )
 
 // Schemas for the commands other packages own are derived from their Go result types, so the
@@ -27,6 +28,8 @@ var derivedSchemas = map[string]reflect.Type{
 	"backup":         reflect.TypeOf(BackupResult{}),
 	"dedupe-backups": reflect.TypeOf(DedupeResult{}),
 	"repair":         reflect.TypeOf(repairDoc{}),
+	"restore":        reflect.TypeOf(restoreDoc{}),
+	"repro":          reflect.TypeOf(repro.Result{}),
 }
 
 // knownEnums are the string types whose values are a contract.
