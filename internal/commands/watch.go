@@ -142,4 +142,3 @@ func loopbackDefault(addr string) string {
 	}
 	return addr
 }
-
