@@ -74,6 +74,8 @@ func runCell(ctx context.Context, s cellSpec) (c Cell) {
 
 	// The mid-run event: corruption (injected) or the WAL reset (wal-unlink), at a third of the cell.
 	var evStart, evEnd time.Time
+	closeNew := func() error { return nil } // wal-unlink's new-generation connection
+	defer func() { closeNew() }()
 	if s.scenario == Injected || s.scenario == WALUnlink {
 		select {
 		case <-ctx.Done():
@@ -83,10 +85,10 @@ func runCell(ctx context.Context, s cellSpec) (c Cell) {
 		if s.scenario == Injected {
 			c.Injection, err = inject(ctx, db)
 		} else {
-			var closeNew func() error
-			c.Injection, closeNew, err = unlinkWAL(ctx, db)
-			if closeNew != nil {
-				defer closeNew()
+			var cl func() error
+			c.Injection, cl, err = unlinkWAL(ctx, db)
+			if cl != nil {
+				closeNew = cl
 			}
 			close(rejoin) // like every process started from now on, the checkpointer joins the new generation
 		}
@@ -100,6 +102,8 @@ func runCell(ctx context.Context, s cellSpec) (c Cell) {
 	recs, perr := pr.wait(end.Add(60 * time.Second))
 	werr := fleet.Stop() // writers close first, as gateways restart while others keep running
 	wSecs := time.Since(wStart).Seconds()
+	closeNew()
+	closeNew = func() error { return nil }
 	cpStop()
 	c.Checkpoints = <-cpDone
 	if perr != nil {
@@ -326,7 +330,7 @@ func unlinkWAL(ctx context.Context, db string) (string, func() error, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return what + "; a new connection's journal_mode=WAL failed 25 times: " + oneLine(err.Error()), func() error { return nil }, nil
+	return what + "; a new connection's journal_mode=WAL failed 25 times: " + oneLine(err.Error()), nil, nil
 }
 
 func resetAndWrite(ctx context.Context, db string) (func() error, error) {

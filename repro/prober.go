@@ -383,15 +383,12 @@ func (p *checker) sameConn(ctx context.Context, r *record) {
 	r.Verdict = verdictCorrupt
 }
 
-// external runs an external guard with {db} replaced by the (shell-quoted) path: exit 0 is
-// healthy, anything else a corrupt verdict.
+// external runs an external guard with {db} replaced by the (shell-quoted) path of the live
+// database: exit 0 is healthy, anything else a corrupt verdict. The guard is its own process, so
+// the in-process mechanisms (lock-drop, immutable, file-copy) only apply if the guard does them
+// itself; it is scored under the same writers, checkpoints, WAL reset and injected damage.
 func (p *checker) external(ctx context.Context, r *record, command string) {
-	path, cleanup, err := p.target()
-	if err != nil {
-		r.Verdict, r.Answer = verdictInconclusive, short(err.Error())
-		return
-	}
-	defer cleanup()
+	path := p.db
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", strings.ReplaceAll(command, "{db}", shellQuote(path)))
@@ -399,7 +396,7 @@ func (p *checker) external(ctx context.Context, r *record, command string) {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	if ctx.Err() != nil {
 		r.Verdict, r.Answer = verdictInconclusive, "cancelled"
 		return
