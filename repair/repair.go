@@ -39,6 +39,7 @@ const (
 	ActionReindex = "reindex" // index damage: REINDEX on a copy
 	ActionVacuum  = "vacuum"  // freelist damage: VACUUM on a copy
 	ActionSalvage = "salvage" // table b-tree damage: rebuild row by row into a fresh file
+	ActionCopy    = "copy"    // the snapshot SQLite took is already healthy (e.g. a header that overstated the size)
 )
 
 // Methods, in TableReport.Method: how a table's rows were read.
@@ -47,6 +48,7 @@ const (
 	MethodPages   = "pages"   // cursor failed: the b-tree was walked page by page
 	MethodReindex = "reindex" // rows untouched, indexes rebuilt
 	MethodVacuum  = "vacuum"  // rows copied by VACUUM
+	MethodCopy    = "copy"    // rows as the backup API copied them
 )
 
 // CheckFunc diagnoses a board; probe.Check is the one used outside tests.
@@ -239,18 +241,22 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		}
 		return res, err
 	}
-	// Re-check on the snapshot: it, not the live board, is what gets repaired.
-	again, err := o.check()(ctx, board.New(b.Name, work.TempPath()), probe.Options{Full: true, Static: true, Logger: log})
-	removeCompanions(work.TempPath())
-	if err != nil {
-		return res, fmt.Errorf("diagnose snapshot of %s: %w", b.DB, err)
-	}
-	if again.Verdict == probe.Healthy {
-		res.Notes = append(res.Notes, "the snapshot taken through SQLite is healthy: the damage was not in the committed pages it copied")
-		res.Action = ActionNone
-	} else if again.Class != "" && planFor(again.Class) != res.Action {
-		res.Notes = append(res.Notes, fmt.Sprintf("the snapshot's class is %s (the board's was %s): planned by the snapshot", again.Class, diag.Class))
-		res.Action = planFor(again.Class)
+	// Re-check the snapshot (it, not the live board, is what gets repaired) unless salvage is the
+	// plan anyway: a snapshot SQLite could take whole may already be healthy (a header that overstated
+	// the size), and a class may read differently on it. Our own static file: no re-checks, no child.
+	if res.Action != ActionSalvage {
+		again, err := o.check()(ctx, board.New(b.Name, work.TempPath()), probe.Options{Full: true, Static: true, NoChild: true, Reverify: -1, Timeout: o.Timeout, Logger: log})
+		removeCompanions(work.TempPath())
+		if err != nil {
+			return res, fmt.Errorf("diagnose snapshot of %s: %w", b.DB, err)
+		}
+		if again.Verdict == probe.Healthy {
+			res.Notes = append(res.Notes, "the snapshot taken through SQLite is healthy (the damage was outside the pages it copied): it is the output")
+			res.Action = ActionCopy
+		} else if again.Class != "" && planFor(again.Class) != res.Action {
+			res.Notes = append(res.Notes, fmt.Sprintf("the snapshot's class is %s (the board's was %s): planned by the snapshot", again.Class, diag.Class))
+			res.Action = planFor(again.Class)
+		}
 	}
 	final := work
 	switch res.Action {
@@ -290,8 +296,8 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		res.Tables = tables
 		final = dst
 	}
-	if res.Action == ActionNone {
-		tables, err := countTables(ctx, work.TempPath(), MethodSQL)
+	if res.Action == ActionCopy {
+		tables, err := countTables(ctx, work.TempPath(), MethodCopy)
 		if err != nil {
 			return res, err
 		}
@@ -385,7 +391,7 @@ func totals(ts []TableReport) Totals {
 
 // verify asks the probe about a finished file of ours (static, full integrity_check).
 func verify(ctx context.Context, o Options, path string) (probe.Verdict, error) {
-	r, err := o.check()(ctx, board.New("repaired", path), probe.Options{Full: true, Static: true, NoChild: true, Logger: o.Logger})
+	r, err := o.check()(ctx, board.New("repaired", path), probe.Options{Full: true, Static: true, NoChild: true, Reverify: -1, Logger: o.Logger})
 	removeCompanions(path)
 	if err != nil {
 		return "", err
