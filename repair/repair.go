@@ -28,6 +28,9 @@ var (
 	ErrInconclusive = errors.New("no verdict: not repairing")
 	// ErrOutputExists is returned when the output file exists and Force is not set.
 	ErrOutputExists = errors.New("output file already exists (use --force to replace it)")
+	// ErrBoardChanged is returned by an in-place repair when other processes committed to the board
+	// after its snapshot was taken: restoring would overwrite their commits, so nothing is restored.
+	ErrBoardChanged = errors.New("other processes wrote to the board during the repair: not restored (stop them, or repair with --out)")
 	// ErrOutputDamaged is returned when the repaired copy does not pass integrity_check; it is not
 	// published.
 	ErrOutputDamaged = errors.New("repaired copy fails integrity_check")
@@ -125,7 +128,8 @@ type Totals struct {
 	RowsWritten   int64 `json:"rows_written"`
 	RowsLostKnown int64 `json:"rows_lost_known"`
 	LostRanges    int   `json:"lost_rowid_ranges"`
-	Unreadable    int   `json:"unreadable_pages"`
+	Unreadable    int   `json:"unreadable_pages"` // pages lost or read only leniently
+	RejectedCells int   `json:"rejected_cells"`   // cells on damaged pages that failed validation
 }
 
 // Result is what Repair did (or, with DryRun, would do).
@@ -150,10 +154,12 @@ type Result struct {
 	Duration  float64       `json:"duration_seconds"`
 }
 
-// Lossless reports whether every row read was written and none is known or suspected lost.
+// Lossless reports whether every row read was written and none is known or suspected lost: no
+// lost rowid range, no cell that failed validation. A damaged page whose every cell validated
+// (e.g. a zeroed page-type byte) does not count as a loss.
 func (r Result) Lossless() bool {
 	return r.Totals.RowsLostKnown == 0 && r.Totals.LostRanges == 0 && r.Totals.RowsRead == r.Totals.RowsWritten &&
-		r.Totals.Unreadable == 0
+		r.Totals.RejectedCells == 0
 }
 
 // DefaultOut is the output name used when Options.Out is empty.
@@ -224,6 +230,15 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 	}
 	if res.Cleaned, err = atomicfile.CleanTemps(filepath.Dir(out), filepath.Base(out)); err != nil {
 		return res, err
+	}
+	var watch *changeWatch
+	if o.InPlace {
+		// Commits other processes make after the snapshot would be overwritten by the restore:
+		// watch the board's data_version from before the snapshot until just before restoring.
+		if watch, err = watchChanges(ctx, b.DB, o.busyTimeout()); err != nil {
+			return res, err
+		}
+		defer watch.Close()
 	}
 	work, err := atomicfile.Create(out, 0o644)
 	if err != nil {
@@ -316,6 +331,14 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		return res, fmt.Errorf("sync %s: %w", final.TempPath(), err)
 	}
 	if o.InPlace {
+		changed, err := watch.Changed(ctx)
+		watch.Close()
+		if err != nil {
+			return res, err
+		}
+		if changed {
+			return res, fmt.Errorf("repair %s in place: %w", b.DB, ErrBoardChanged)
+		}
 		if err := restoreInPlace(ctx, b, final, &res, log); err != nil {
 			return res, err
 		}
@@ -385,6 +408,7 @@ func totals(ts []TableReport) Totals {
 		t.RowsLostKnown += r.RowsLostKnown
 		t.LostRanges += len(r.LostRanges)
 		t.Unreadable += len(r.UnreadablePages)
+		t.RejectedCells += r.RejectedCells
 	}
 	return t
 }

@@ -322,31 +322,42 @@ func TestRefusesExistingOutput(t *testing.T) {
 	}
 }
 
-// TestInPlace restores the repaired copy into the board through SQLite after a backup.
+// TestInPlace restores the repaired copy into the board through SQLite after a backup, for a
+// rollback-mode board, a WAL board whose damage is in the -wal, and index damage.
 func TestInPlace(t *testing.T) {
-	db := fixture.CopyTo(t, "table-leaf-type")
-	res, err := Repair(context.Background(), board.New("t", db), Options{InPlace: true, Static: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Backup == "" {
-		t.Fatalf("no backup of the damaged board recorded")
-	}
-	if _, err := os.Stat(res.Backup); err != nil {
-		t.Fatalf("backup: %v", err)
-	}
-	after, err := probe.Check(context.Background(), board.New("t", db), probe.Options{Full: true, Static: true})
-	if err != nil || after.Verdict != probe.Healthy {
-		t.Fatalf("board after in-place repair: %s %v", after.Verdict, err)
-	}
-	if n := countsOf(t, db)["tasks"]; n != res.Tables[0].RowsWritten {
-		t.Errorf("tasks = %d, report says %d", n, res.Tables[0].RowsWritten)
-	}
-	ents, _ := os.ReadDir(filepath.Dir(db))
-	for _, e := range ents {
-		if strings.Contains(e.Name(), ".kdtmp-") {
-			t.Errorf("temp left: %s", e.Name())
-		}
+	for _, name := range []string{"table-leaf-type", "wal-frame-damage", "index-desync"} {
+		t.Run(name, func(t *testing.T) {
+			db := fixture.CopyTo(t, name)
+			res, err := Repair(context.Background(), board.New("t", db), Options{InPlace: true, Static: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Backup == "" {
+				t.Fatalf("no backup of the damaged board recorded")
+			}
+			if _, err := os.Stat(res.Backup); err != nil {
+				t.Fatalf("backup: %v", err)
+			}
+			after, err := probe.Check(context.Background(), board.New("t", db), probe.Options{Full: true, Static: true})
+			if err != nil || after.Verdict != probe.Healthy {
+				t.Fatalf("board after in-place repair: %s %v", after.Verdict, err)
+			}
+			counts := countsOf(t, db)
+			for _, tr := range res.Tables {
+				if counts[tr.Name] != tr.RowsWritten {
+					t.Errorf("%s = %d rows, report says %d", tr.Name, counts[tr.Name], tr.RowsWritten)
+				}
+			}
+			if !res.Lossless() {
+				t.Errorf("rows lost: %+v", res.Totals)
+			}
+			ents, _ := os.ReadDir(filepath.Dir(db))
+			for _, e := range ents {
+				if strings.Contains(e.Name(), ".kdtmp-") || strings.HasSuffix(e.Name(), ".repair") {
+					t.Errorf("temp left: %s", e.Name())
+				}
+			}
+		})
 	}
 }
 
@@ -594,4 +605,43 @@ func BenchmarkSalvage(b *testing.B) {
 		}
 		b.ReportMetric(float64(rows), "rows")
 	}
+}
+
+// TestInPlaceRefusesWhileWritersCommit: three real writer processes commit to the damaged board
+// during an in-place repair; restoring would overwrite their commits, so the repair refuses
+// and every commit the writers' ledgers list is still in the board.
+func TestInPlaceRefusesWhileWritersCommit(t *testing.T) {
+	db := fixture.CopyTo(t, "index-desync")
+	fleet, err := kanban.StartWriters(context.Background(), db, 3, t.TempDir(), kanban.WriterOptions{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Stop()
+	time.Sleep(300 * time.Millisecond)
+	_, err = Repair(context.Background(), board.New("t", db), Options{InPlace: true, Static: true})
+	if !errors.Is(err, ErrBoardChanged) {
+		t.Fatalf("err = %v, want ErrBoardChanged", err)
+	}
+	if err := fleet.Stop(); err != nil {
+		t.Logf("fleet stop: %v", err)
+	}
+	ids, err := fleet.Committed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) == 0 {
+		t.Fatal("the writers committed nothing")
+	}
+	h, err := sqlitex.Open(db, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for id := range ids {
+		var n int
+		if err := h.QueryRow("SELECT count(*) FROM tasks NOT INDEXED WHERE id=?", id).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("committed task %s missing after the refused repair (%d, %v)", id, n, err)
+		}
+	}
+	t.Logf("%d commits by 3 writer processes all kept", len(ids))
 }

@@ -197,3 +197,40 @@ func restoreInPlace(ctx context.Context, b board.Board, repaired *atomicfile.Fil
 	res.Written = true
 	return nil
 }
+
+// changeWatch holds an idle read-only connection to a board to see, through PRAGMA data_version,
+// whether another connection committed since it was opened. It holds no transaction between calls.
+type changeWatch struct {
+	conn    *sql.Conn
+	closeFn func() error
+	v0      int64
+}
+
+func watchChanges(ctx context.Context, db string, busyTimeout int) (*changeWatch, error) {
+	conn, closeFn, err := sqlitex.Conn(ctx, db, sqlitex.Options{BusyTimeout: busyTimeout, Pragmas: []string{"writable_schema(1)"}})
+	if err != nil {
+		return nil, err
+	}
+	w := &changeWatch{conn: conn, closeFn: closeFn}
+	if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&w.v0); err != nil {
+		closeFn()
+		return nil, fmt.Errorf("read data_version of %s: %w", db, err)
+	}
+	return w, nil
+}
+
+// Changed reports whether another connection committed since the watch began.
+func (w *changeWatch) Changed(ctx context.Context) (bool, error) {
+	var v int64
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		return false, fmt.Errorf("read data_version: %w", err)
+	}
+	return v != w.v0, nil
+}
+
+func (w *changeWatch) Close() {
+	if w != nil && w.closeFn != nil {
+		w.closeFn()
+		w.closeFn = nil
+	}
+}
