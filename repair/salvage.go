@@ -158,7 +158,7 @@ func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableRep
 // srcURI is the URI that attaches our snapshot read-only, accepting a file shorter than its
 // header says (writable_schema on the connection lets SQLite use the file's real size).
 func srcURI(path string) string {
-	return strings.TrimPrefix(sqlitex.DSN(path, sqlitex.Options{BusyTimeout: -1}), "")
+	return sqlitex.DSN(path, sqlitex.Options{BusyTimeout: -1})
 }
 
 func (s *salvager) attach(ctx context.Context) error {
