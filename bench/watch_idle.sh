@@ -38,7 +38,7 @@ start() { # name cmd...
   pids+=($!)
   eval "pid_$name=$!"
 }
-start watch "$work/kanban-doctor" watch --listen 127.0.0.1:0 "$root"
+start watch "$work/kanban-doctor" watch --listen 127.0.0.1:0 --contain --on-storm verify "$root"
 start watchpoll "$work/kanban-doctor" watch --poll 10s "$root"
 start inotifywait inotifywait -q -m -e create,moved_to "$root" "$root/kanban/boards/alpha" "$root/kanban/boards/beta"
 sleep 3 # initial scans done
@@ -46,17 +46,17 @@ declare -A t0
 for n in watch watchpoll inotifywait; do p=pid_$n; t0[$n]=$(ticks "${!p}"); done
 echo "idle for ${DURATION}s on $(nproc) cores (machine shared with other jobs)..."
 sleep "$DURATION"
-printf '%-34s %10s   %s\n' "process" "CPU/core" "memory"
+printf '%-48s %10s   %s\n' "process" "CPU/core" "memory"
 for n in watch watchpoll inotifywait; do
   p=pid_$n
   t1=$(ticks "${!p}")
   cpu=$(awk -v a="${t0[$n]}" -v b="$t1" -v hz="$tck" -v d="$DURATION" 'BEGIN{printf "%.3f%%", (b-a)/hz/d*100}')
   case $n in
-    watch) label="kanban-doctor watch (inotify)";;
+    watch) label="kanban-doctor watch (inotify, --listen --contain)";;
     watchpoll) label="kanban-doctor watch --poll 10s";;
     *) label="inotifywait -m";;
   esac
-  printf '%-34s %10s   %s\n' "$label" "$cpu" "$(mem "${!p}")"
+  printf '%-48s %10s   %s\n' "$label" "$cpu" "$(mem "${!p}")"
 done
 seen=$(grep -c '"event":"rescan"' "$work/watch.out" || true)
 echo "watch: $seen initial rescan events (3 boards), $(grep -c backup-created "$work/watch.out" || true) arrivals while idle"

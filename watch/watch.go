@@ -530,7 +530,9 @@ func (w *Watcher) arrive(st *boardState, unit string, gen board.Generation, t ti
 	w.m.seen.WithLabelValues(st.b.Name).Inc()
 	if via == ReasonInitial {
 		if w.cont != nil {
-			w.cont.add(st, unit, false, now)
+			// Units that landed within a storm window before the start (a restart mid-storm) are
+			// contained like arrivals; older ones are history, indexed only as kept candidates.
+			w.cont.add(st, unit, now.Sub(t) < w.opts.StormWindow, now)
 		}
 		return
 	}
