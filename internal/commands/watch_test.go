@@ -1,0 +1,84 @@
+package commands
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
+)
+
+// TestWatchOnStormVerifyRunsTheVerifyCommandAsAChild runs the real CLI (this test binary as
+// kanban-doctor): a storm on a real board makes watch run `kanban-doctor verify --json DB` as a
+// child process and print its verdict as an event.
+func TestWatchOnStormVerifyRunsTheVerifyCommandAsAChild(t *testing.T) {
+	exe, err := exec.LookPath("kanban-doctor")
+	if err != nil {
+		t.Fatalf("kanban-doctor not on PATH (TestMain sets it up): %v", err)
+	}
+	if out, err := exec.Command(exe, "verify", "--help").CombinedOutput(); err != nil {
+		t.Skipf("verify command not registered in this tree yet: %v: %s", err, out)
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, board.DBName)
+	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 200, Seed: 1, WAL: true}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--on-storm", "verify", dir)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	wait := func(what string) string {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("watch exited before %s", what)
+				}
+				if strings.Contains(l, what) {
+					return l
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatalf("no %s from watch", what)
+			}
+		}
+	}
+	wait(`"event":"rescan"`)
+	for i := 1; i <= 3; i++ {
+		name := board.FormatTimestamped(board.DBName, time.Date(2026, 5, 1, 12, 0, 0, 0, time.Local), i)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("copy"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(`"event":"storm-started"`)
+	var ev struct {
+		Verdict  string `json:"verdict"`
+		ExitCode *int   `json:"exit_code"`
+		DB       string `json:"db"`
+		Error    string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(wait(`"event":"verdict"`)), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != "healthy" || ev.ExitCode == nil || *ev.ExitCode != 0 || ev.DB != db || ev.Error != "" {
+		t.Fatalf("verdict event %+v, want healthy from verify's exit 0 for %s", ev, db)
+	}
+}
