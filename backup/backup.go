@@ -58,7 +58,8 @@ type Options struct {
 	// BusyTimeout in milliseconds for the connections to the board (0: 5000 for backups, 120000 for
 	// an online restore, which waits on writers for the write lock).
 	BusyTimeout int
-	// DryRun (Restore) checks and reports what would be done, changing nothing.
+	// DryRun checks and reports what would be done, changing nothing (Snapshot: where the copy
+	// would go and which backups Keep would remove; Restore: the plan).
 	DryRun bool
 	// Offline (Restore) replaces the file instead of restoring through SQLite; only when no process
 	// has the board open.
@@ -104,6 +105,9 @@ type Result struct {
 	Pruned   []string  `json:"pruned,omitempty"`
 	// CleanedTemps are temp files of earlier, killed runs that this run removed.
 	CleanedTemps []string `json:"cleaned_temps,omitempty"`
+	// DryRun: nothing was written; Path is the destination directory or file, Pruned what Keep
+	// would remove once the new backup is there.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // requireDatabase checks path is a regular, non-empty SQLite file from its header, before any
@@ -185,6 +189,16 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 		return res, err
 	}
 	dbName := filepath.Base(dbPath)
+	if o.DryRun {
+		res.DryRun, res.Path = true, dir
+		if fixed != "" {
+			res.Path = fixed
+		} else if o.Keep > 0 {
+			// The new backup will be the newest: keep Keep-1 of those already there.
+			res.Pruned, err = prune(dir, dbName, o.Keep-1, "", true)
+		}
+		return res, err
+	}
 	tempFor := filepath.Join(dir, dbName+".backup")
 	if fixed != "" {
 		tempFor = fixed

@@ -272,3 +272,27 @@ func FuzzParseName(f *testing.F) {
 		}
 	})
 }
+
+func TestSnapshotDryRunWritesAndRemovesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := genBoard(t, dir, 50, false)
+	clock := pinnedClock()
+	for i := 0; i < 3; i++ {
+		execSQL(t, db, "UPDATE tasks SET priority = priority + 1")
+		if _, err := Snapshot(context.Background(), db, Options{Now: clock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := dirNames(t, dir)
+	r, err := Snapshot(context.Background(), db, Options{DryRun: true, Keep: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := List(dir, "kanban.db")
+	if !r.DryRun || r.Path != dir || len(r.Pruned) != 2 || r.Pruned[0] != all[0].Path || r.Pruned[1] != all[1].Path {
+		t.Fatalf("dry run %+v, want the two oldest of %v", r, all)
+	}
+	if got := dirNames(t, dir); strings.Join(got, ",") != strings.Join(names, ",") {
+		t.Fatalf("dry run changed the directory: %v -> %v", names, got)
+	}
+}

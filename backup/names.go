@@ -92,11 +92,12 @@ func List(dir, dbName string) ([]Listed, error) {
 	return out, nil
 }
 
-// prune removes our backups of dbName in dir beyond the newest keep, never the file just written
-// (keep), and returns what it removed (or, with dryRun, would remove). Companions -wal/-shm of a
-// pruned backup go with it.
+// prune removes our backups of dbName in dir beyond the newest keep, never the file just written,
+// and returns what it removed (or, with dryRun, would remove). Companions -wal/-shm of a pruned
+// backup go with it. The directory is listed again right before removing, and only names that
+// parse as ours are candidates.
 func prune(dir, dbName string, keep int, written string, dryRun bool) ([]string, error) {
-	if keep < 1 {
+	if keep < 0 {
 		return nil, nil
 	}
 	all, err := List(dir, dbName)

@@ -18,6 +18,13 @@ type BackupResult struct {
 // BackupText prints one block per backup written.
 func BackupText(w io.Writer, rs []backup.Result) error {
 	for _, r := range rs {
+		if r.DryRun {
+			fmt.Fprintf(w, "dry run: would back up %s to %s, writing nothing now\n", r.Source, r.Path)
+			for _, p := range r.Pruned {
+				fmt.Fprintf(w, "  would prune %s\n", p)
+			}
+			continue
+		}
 		verb := "wrote"
 		if r.Existed {
 			verb = "already there"

@@ -29,6 +29,7 @@ func backupCommand() *cli.Command {
 			&cli.BoolFlag{Name: "compact", Usage: "copy with VACUUM INTO (smaller, rebuilt; not page-for-page)"},
 			&cli.IntFlag{Name: "keep", Usage: "after writing, remove older backups of the board in the destination beyond the newest `N`"},
 			&cli.IntFlag{Name: "busy-timeout", Value: 5000, Usage: "milliseconds to wait for a lock on the board"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "write and remove nothing: say where the backup would go and what --keep would remove"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -41,7 +42,7 @@ func backupCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			o := backup.Options{Out: c.String("out"), Compact: c.Bool("compact"), Keep: c.Int("keep"), BusyTimeout: c.Int("busy-timeout")}
+			o := backup.Options{Out: c.String("out"), Compact: c.Bool("compact"), Keep: c.Int("keep"), BusyTimeout: c.Int("busy-timeout"), DryRun: c.Bool("dry-run")}
 			if len(boards) > 1 && o.Out != "" && !isDir(o.Out) {
 				return exitcode.Errorf(exitcode.Usage, "--out %s names one file but PATH holds %d boards: give a directory", o.Out, len(boards))
 			}
