@@ -20,6 +20,13 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 )
 
+// A cell runs for the configured duration, and on a loaded machine longer (up to maxStretch
+// times) until its prober has run minChecks checks, so every cell has a sample to score.
+const (
+	minChecks  = 10
+	maxStretch = 3
+)
+
 type cellSpec struct {
 	scenario, strategy string
 	dir, template      string
@@ -64,8 +71,10 @@ func runCell(ctx context.Context, s cellSpec) (c Cell) {
 	}
 	defer cpStop()
 
-	end := time.Now().Add(s.opts.Duration)
+	now := time.Now()
+	end := now.Add(s.opts.Duration)
 	pr, err := startProber(ctx, proberArgs{db: db, scenario: s.scenario, strategy: s.strategy, end: end,
+		hardEnd: now.Add(maxStretch * s.opts.Duration), minChecks: minChecks,
 		seed: s.seed, scratch: filepath.Join(s.dir, "scratch")})
 	if err != nil {
 		c.Error = err.Error()
@@ -99,7 +108,7 @@ func runCell(ctx context.Context, s cellSpec) (c Cell) {
 		}
 	}
 
-	recs, perr := pr.wait(end.Add(60 * time.Second))
+	recs, perr := pr.wait(now.Add(maxStretch*s.opts.Duration + 60*time.Second))
 	werr := fleet.Stop() // writers close first, as gateways restart while others keep running
 	wSecs := time.Since(wStart).Seconds()
 	closeNew()

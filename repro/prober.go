@@ -49,13 +49,16 @@ type record struct {
 
 type proberArgs struct {
 	db, scenario, strategy, scratch string
-	end                             time.Time
-	seed                            uint64
+	// The prober checks until end, and past it until minChecks checks ran or hardEnd came.
+	end, hardEnd time.Time
+	minChecks    int
+	seed         uint64
 }
 
 func (a proberArgs) flags() []string {
 	return []string{"-db", a.db, "-scenario", a.scenario, "-strategy", a.strategy, "-scratch", a.scratch,
-		"-end", fmt.Sprint(a.end.UnixNano()), "-seed", fmt.Sprint(a.seed)}
+		"-end", fmt.Sprint(a.end.UnixNano()), "-hard-end", fmt.Sprint(a.hardEnd.UnixNano()),
+		"-min-checks", fmt.Sprint(a.minChecks), "-seed", fmt.Sprint(a.seed)}
 }
 
 // proberMain is the prober child: it runs the scenario's mechanism inside its own process and the
@@ -63,17 +66,19 @@ func (a proberArgs) flags() []string {
 func proberMain(args []string) int {
 	fs := flag.NewFlagSet(proberChild, flag.ContinueOnError)
 	var a proberArgs
-	var end int64
+	var end, hardEnd int64
 	fs.StringVar(&a.db, "db", "", "")
 	fs.StringVar(&a.scenario, "scenario", Clean, "")
 	fs.StringVar(&a.strategy, "strategy", Legacy, "")
 	fs.StringVar(&a.scratch, "scratch", "", "")
 	fs.Int64Var(&end, "end", 0, "")
+	fs.Int64Var(&hardEnd, "hard-end", 0, "")
+	fs.IntVar(&a.minChecks, "min-checks", 0, "")
 	fs.Uint64Var(&a.seed, "seed", 1, "")
 	if err := fs.Parse(args); err != nil {
 		return 4
 	}
-	a.end = time.Unix(0, end)
+	a.end, a.hardEnd = time.Unix(0, end), time.Unix(0, max(end, hardEnd))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := os.MkdirAll(a.scratch, 0o755); err != nil {
@@ -106,7 +111,10 @@ func (p *checker) run(ctx context.Context) error {
 		go func() { defer wg.Done(); lockDrop(lctx, p.db) }()
 		defer func() { cancel(); wg.Wait() }()
 	}
-	for ctx.Err() == nil && time.Now().Before(p.end) {
+	for n := 0; ctx.Err() == nil; n++ {
+		if now := time.Now(); !now.Before(p.hardEnd) || (!now.Before(p.end) && n >= p.minChecks) {
+			break
+		}
 		r := p.check(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -117,7 +125,7 @@ func (p *checker) run(ctx context.Context) error {
 		// Callers connect at their own pace: a short seeded pause between checks.
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(5+p.rand.IntN(20)) * time.Millisecond):
+		case <-time.After(time.Duration(1+p.rand.IntN(5)) * time.Millisecond):
 		}
 	}
 	return nil

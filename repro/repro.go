@@ -68,7 +68,7 @@ type Options struct {
 	Writers  int           // writer processes per cell (default 3)
 	Tasks    int           // tasks in the generated board (default 1000)
 	// Checkpoint is PASSIVE, FULL, RESTART, TRUNCATE or mixed (default mixed); CheckpointEvery is
-	// a period ("25ms", the default) run by the harness on its own connection, or "Ncommits", run
+	// a period ("10ms", the default) run by the harness on its own connection, or "Ncommits", run
 	// by each writer after every N of its commits.
 	Checkpoint      string
 	CheckpointEvery string
@@ -209,7 +209,7 @@ func (o *Options) normalize() (schedule, error) {
 		o.Checkpoint = "mixed"
 	}
 	if o.CheckpointEvery == "" {
-		o.CheckpointEvery = "25ms"
+		o.CheckpointEvery = "10ms"
 	}
 	sch, err := parseSchedule(o.CheckpointEvery)
 	if err != nil {

@@ -32,7 +32,7 @@ func reproCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "time per cell"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for every random choice (writers, checkpoint modes, pauses)"},
 			&cli.StringFlag{Name: "checkpoint", Value: "mixed", Usage: "checkpoint mode: PASSIVE, FULL, RESTART, TRUNCATE or mixed"},
-			&cli.StringFlag{Name: "checkpoint-every", Value: "25ms", Usage: "checkpoint schedule: a period (25ms, run by the harness) or Ncommits (run by each writer)"},
+			&cli.StringFlag{Name: "checkpoint-every", Value: "10ms", Usage: "checkpoint schedule: a period (10ms, run by the harness) or Ncommits (run by each writer)"},
 			&cli.StringSliceFlag{Name: "scenario", Usage: "scenario to run (repeatable or comma-separated; default all)"},
 			&cli.GenericFlag{Name: "strategy", Value: &listValue{}, Usage: "strategy to score (repeatable or comma-separated; default legacy, retry, same-conn, doctor); exec:CMD is taken whole"},
 			&cli.IntFlag{Name: "writers", Value: 3, Usage: "writer processes per cell"},
