@@ -89,6 +89,9 @@ func reproCommand() *cli.Command {
 			if errors.Is(err, repro.ErrUsage) {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
+			if err != nil && c.Context.Err() != nil {
+				return exitcode.Errorf(exitcode.Inconclusive, "repro: interrupted (%v); every child process was stopped", c.Context.Err())
+			}
 			if err != nil {
 				return errAs(exitcode.Operational, fmt.Errorf("repro: %w", err))
 			}
