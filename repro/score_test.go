@@ -1,0 +1,141 @@
+package repro
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestScoreAgainstGroundTruth pins how checks are scored: before the injection the board was
+// healthy, after it damaged; overlapping checks and checks after a WAL reset are not scored.
+func TestScoreAgainstGroundTruth(t *testing.T) {
+	base := time.Unix(1000, 0)
+	at := func(ms int) int64 { return base.Add(time.Duration(ms) * time.Millisecond).UnixNano() }
+	ev0, ev1 := base.Add(100*time.Millisecond), base.Add(120*time.Millisecond)
+	rec := func(t0, t1 int, verdict string) record {
+		return record{T0: at(t0), T1: at(t1), FirstOK: verdict == verdictOK, Verdict: verdict}
+	}
+	for _, tc := range []struct {
+		name                string
+		scenario            string
+		truthOK             bool
+		recs                []record
+		fp, fn, uns, checks int
+	}{
+		{"clean, all ok", Clean, true, []record{rec(0, 10, verdictOK), rec(20, 30, verdictOK)}, 0, 0, 0, 2},
+		{"lock-drop, a corrupt verdict on a healthy board", LockDrop, true, []record{rec(0, 10, verdictCorrupt), rec(20, 30, verdictOK)}, 1, 0, 0, 2},
+		{"inconclusive is not a false positive", Immutable, true, []record{rec(0, 10, verdictInconclusive)}, 0, 0, 0, 1},
+		{"injected: corrupt before the injection", Injected, false, []record{rec(0, 50, verdictCorrupt)}, 1, 0, 0, 1},
+		{"injected: overlapping the injection", Injected, false, []record{rec(90, 110, verdictOK)}, 0, 0, 1, 1},
+		{"injected: missed after the injection", Injected, false, []record{rec(130, 140, verdictOK), rec(150, 160, verdictInconclusive)}, 0, 2, 0, 2},
+		{"injected: caught after the injection", Injected, false, []record{rec(130, 140, verdictCorrupt)}, 0, 0, 0, 1},
+		{"wal-unlink: after the reset is unscored", WALUnlink, true, []record{rec(0, 50, verdictCorrupt), rec(130, 140, verdictCorrupt)}, 1, 0, 1, 2},
+		{"really damaged outside injected: unscored", FileCopy, false, []record{rec(0, 10, verdictCorrupt)}, 0, 0, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Cell{Scenario: tc.scenario, TruthOK: tc.truthOK, TruthDetail: "x"}
+			var s0, s1 time.Time
+			if tc.scenario == Injected || tc.scenario == WALUnlink {
+				s0, s1 = ev0, ev1
+			}
+			score(&c, tc.recs, s0, s1)
+			if c.FalsePositives != tc.fp || c.FalseNegatives != tc.fn || c.Unscored != tc.uns || c.Checks != tc.checks {
+				t.Errorf("got fp=%d fn=%d unscored=%d checks=%d, want fp=%d fn=%d unscored=%d checks=%d",
+					c.FalsePositives, c.FalseNegatives, c.Unscored, c.Checks, tc.fp, tc.fn, tc.uns, tc.checks)
+			}
+		})
+	}
+}
+
+// TestQuarantineNamesLikeTheLegacyGuard: timestamped names, .N on a same-second collision,
+// companions copied, nothing replaced.
+func TestQuarantineNamesLikeTheLegacyGuard(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kanban.db")
+	for suf, data := range map[string]string{"": "main", "-wal": "wal", "-shm": "shm"} {
+		if err := os.WriteFile(db+suf, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &checker{proberArgs: proberArgs{db: db}}
+	var names []string
+	for i := 0; i < 3; i++ {
+		var r record
+		p.quarantine(&r)
+		if r.Backup == "" || r.BackupBytes != int64(len("main")+len("wal")+len("shm")) {
+			t.Fatalf("backup %d: %+v", i, r)
+		}
+		names = append(names, filepath.Base(r.Backup))
+		for _, suf := range []string{"-wal", "-shm"} {
+			if _, err := os.Stat(r.Backup + suf); err != nil {
+				t.Errorf("companion %s missing: %v", suf, err)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			t.Fatalf("name %s used twice: %v", n, names)
+		}
+		seen[n] = true
+		if len(n) < len("kanban.db.corrupt.20060102_150405.bak") || n[:18] != "kanban.db.corrupt." || filepath.Ext(n) != ".bak" {
+			t.Errorf("name %q is not a legacy timestamped backup name", n)
+		}
+	}
+}
+
+// TestCIRulesOnSyntheticMatrices: each --ci rule fails on the cell that breaks it.
+func TestCIRulesOnSyntheticMatrices(t *testing.T) {
+	good := func() Result {
+		var r Result
+		for _, sc := range Scenarios {
+			for _, st := range []string{Legacy, Doctor, ExecPrefix + "guard {db}"} {
+				c := Cell{Scenario: sc, Strategy: st, Checks: 10, TruthOK: sc != Injected}
+				if st == Legacy && (sc == LockDrop || sc == Immutable) {
+					c.FalsePositives = 3
+				}
+				if sc == Injected {
+					c.CorruptVerdicts = 5
+				}
+				r.Cells = append(r.Cells, c)
+			}
+		}
+		return r
+	}
+	set := func(r *Result, sc, st string, f func(*Cell)) {
+		for i := range r.Cells {
+			if r.Cells[i].Scenario == sc && r.Cells[i].Strategy == st {
+				f(&r.Cells[i])
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		spoil func(*Result)
+		want  string
+	}{
+		{"all good", func(*Result) {}, ""},
+		{"legacy no longer reproduces lock-drop", func(r *Result) { set(r, LockDrop, Legacy, func(c *Cell) { c.FalsePositives = 0 }) }, "lock-drop/legacy"},
+		{"legacy no longer reproduces immutable", func(r *Result) { set(r, Immutable, Legacy, func(c *Cell) { c.FalsePositives = 0 }) }, "immutable/legacy"},
+		{"external guard cries wolf in clean", func(r *Result) { set(r, Clean, ExecPrefix+"guard {db}", func(c *Cell) { c.FalsePositives = 1 }) }, "clean/exec:guard {db}"},
+		{"doctor false positive", func(r *Result) { set(r, FileCopy, Doctor, func(c *Cell) { c.FalsePositives = 1 }) }, "file-copy/doctor"},
+		{"doctor false negative", func(r *Result) { set(r, Injected, Doctor, func(c *Cell) { c.FalseNegatives = 1 }) }, "injected/doctor"},
+		{"harness error", func(r *Result) { set(r, WALUnlink, Legacy, func(c *Cell) { c.Error = "prober: boom" }) }, "wal-unlink/legacy: prober: boom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := good()
+			tc.spoil(&r)
+			fails := CI(&r)
+			if r.CI == nil || r.CI.Passed != (tc.want == "") {
+				t.Fatalf("CI report %+v, want passed=%v", r.CI, tc.want == "")
+			}
+			if tc.want == "" {
+				return
+			}
+			if len(fails) != 1 || len(fails[0]) < len(tc.want) || fails[0][:len(tc.want)] != tc.want {
+				t.Fatalf("failures %q, want one naming %q", fails, tc.want)
+			}
+		})
+	}
+}
