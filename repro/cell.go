@@ -222,6 +222,9 @@ func score(c *Cell, recs []record, evStart, evEnd time.Time) {
 		c.Answers = append(c.Answers, a)
 	}
 	c.P50ms, c.P99ms = percentile(durs, 0.50), percentile(durs, 0.99)
+	if c.SplitBrainCorrupt > 0 {
+		c.Notes = append(c.Notes, fmt.Sprintf("%d corrupt verdicts after the WAL reset, not scored: new connections then see a really inconsistent board", c.SplitBrainCorrupt))
+	}
 	if !c.TruthOK && c.Scenario != Injected {
 		c.Notes = append(c.Notes, "ground truth: the board is really damaged: "+c.TruthDetail)
 	}
