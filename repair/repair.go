@@ -256,10 +256,11 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		}
 		return res, err
 	}
-	// Re-check the snapshot (it, not the live board, is what gets repaired) unless salvage is the
-	// plan anyway: a snapshot SQLite could take whole may already be healthy (a header that overstated
-	// the size), and a class may read differently on it. Our own static file: no re-checks, no child.
-	if res.Action != ActionSalvage {
+	// Re-check the snapshot (it, not the live board, is what gets repaired) unless the damage is in
+	// a table b-tree, where salvage is the plan whatever the snapshot says: a snapshot SQLite could
+	// take whole may already be healthy (a header that overstated the size), and a class may read
+	// differently on it. Our own static file: no re-checks, no child.
+	if diag.Class != probe.ClassBtree {
 		again, err := o.check()(ctx, board.New(b.Name, work.TempPath()), probe.Options{Full: true, Static: true, NoChild: true, Reverify: -1, Timeout: o.Timeout, Logger: log})
 		removeCompanions(work.TempPath())
 		if err != nil {
