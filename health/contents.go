@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
@@ -82,7 +85,21 @@ func GroupContents(ctx context.Context, units []board.Unit, skip os.FileInfo, pr
 		progress.Start("hashing backups", toHash, true)
 		defer progress.Done()
 	}
-	h := hasher{byInode: map[uint64]string{}, skip: skip, progress: progress}
+	h := hasher{byInode: map[uint64]string{}, done: map[string]string{}, skip: skip, progress: progress}
+	var candidates []board.File
+	for _, idx := range bySize {
+		if len(idx) > 1 {
+			for _, i := range idx {
+				candidates = append(candidates, units[i].Main)
+				if units[i].WAL != nil {
+					candidates = append(candidates, *units[i].WAL)
+				}
+			}
+		}
+	}
+	if err := h.prefetch(ctx, candidates); err != nil {
+		return nil, err
+	}
 	groups := map[string]*Content{}
 	var order []string
 	add := func(id string, u board.Unit, c Content) {
@@ -144,24 +161,115 @@ func GroupContents(ctx context.Context, units []board.Unit, skip os.FileInfo, pr
 }
 
 type hasher struct {
+	mu       sync.Mutex
 	byInode  map[uint64]string
+	done     map[string]string // path -> sum, from prefetch
 	skip     os.FileInfo
 	progress Progress
 }
 
-// sum hashes one static backup file; "" means it is the live DB (same inode) and was not read.
+// prefetch hashes files on every core (at most 4 readers), one file per inode, skipping the
+// live DB's inode; sum then finds the answers.
+func (h *hasher) prefetch(ctx context.Context, files []board.File) error {
+	workers := runtime.GOMAXPROCS(0)
+	if workers > 4 {
+		workers = 4
+	}
+	jobs := make(chan board.File)
+	var wg sync.WaitGroup
+	var firstErr error
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range jobs {
+				s, err := h.hashFile(ctx, f)
+				h.mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if err == nil {
+					h.done[f.Path] = s
+					if f.Inode != 0 {
+						h.byInode[f.Inode] = s
+					}
+				}
+				h.mu.Unlock()
+			}
+		}()
+	}
+	seen := map[uint64]bool{}
+feed:
+	for _, f := range files {
+		if f.Inode != 0 {
+			if seen[f.Inode] {
+				continue
+			}
+			seen[f.Inode] = true
+		}
+		if h.isLive(f) {
+			continue
+		}
+		select {
+		case jobs <- f:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hash backups: %w", err)
+	}
+	return firstErr
+}
+
+// isLive reports whether f is the live DB's own inode (a hard link to it).
+func (h *hasher) isLive(f board.File) bool {
+	if h.skip == nil {
+		return false
+	}
+	if st, ok := h.skip.Sys().(*syscall.Stat_t); ok && f.Inode != 0 {
+		return uint64(st.Ino) == f.Inode
+	}
+	fi, err := os.Stat(f.Path)
+	return err == nil && os.SameFile(fi, h.skip)
+}
+
+// sum is the hash of one static backup file; "" means it is the live DB (same inode) and was
+// not read.
 func (h *hasher) sum(ctx context.Context, f board.File) (string, error) {
-	if f.Inode != 0 {
-		if s, ok := h.byInode[f.Inode]; ok {
-			h.add(f.Size)
+	if h.isLive(f) {
+		return "", nil
+	}
+	h.mu.Lock()
+	s, ok := h.done[f.Path]
+	if !ok && f.Inode != 0 {
+		if s, ok = h.byInode[f.Inode]; ok {
+			h.mu.Unlock()
+			h.add(f.Size) // a hard link of a file already read
 			return s, nil
 		}
 	}
-	if h.skip != nil {
-		if fi, err := os.Stat(f.Path); err == nil && os.SameFile(fi, h.skip) {
-			return "", nil
-		}
+	h.mu.Unlock()
+	if ok {
+		return s, nil
 	}
+	s, err := h.hashFile(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	h.done[f.Path] = s
+	if f.Inode != 0 {
+		h.byInode[f.Inode] = s
+	}
+	h.mu.Unlock()
+	return s, nil
+}
+
+// hashFile reads one static backup file through SHA-256.
+func (h *hasher) hashFile(ctx context.Context, f board.File) (string, error) {
 	file, err := os.Open(f.Path)
 	if err != nil {
 		return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
@@ -183,11 +291,7 @@ func (h *hasher) sum(ctx context.Context, f board.File) (string, error) {
 			return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
 		}
 	}
-	s := hex.EncodeToString(d.Sum(nil))
-	if f.Inode != 0 {
-		h.byInode[f.Inode] = s
-	}
-	return s, nil
+	return hex.EncodeToString(d.Sum(nil)), nil
 }
 
 func (h *hasher) add(n int64) {
