@@ -3,7 +3,6 @@ package repair
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -392,7 +391,7 @@ func TestPageWalkMatchesSQLite(t *testing.T) {
 	}
 	db.Close()
 	dst := filepath.Join(dir, "dst.db")
-	s := &salvager{src: src, dst: dst, log: Options{}.logger(), reports: map[string]*TableReport{}, stmts: map[string]*sql.Stmt{}}
+	s := &salvager{src: src, dst: dst, log: Options{}.logger(), reports: map[string]*TableReport{}, stmts: map[stmtKey]*preparedInsert{}}
 	p, err := openPager(src)
 	if err != nil {
 		t.Fatal(err)
@@ -417,8 +416,8 @@ func TestPageWalkMatchesSQLite(t *testing.T) {
 	if err := s.finish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range s.stmts {
-		st.Close()
+	for _, pi := range s.stmts {
+		pi.st.Close()
 	}
 	closeFn()
 	for _, tb := range s.tables {

@@ -87,14 +87,15 @@ type salvager struct {
 	reports  map[string]*TableReport
 	seq      [][2]any // sqlite_sequence rows of the source
 	notes    []string
-	stmts    map[string]*sql.Stmt
+	stmts    map[stmtKey]*preparedInsert
+	args     []any // reused by insertRow
 }
 
 // salvage reads every row it can from src (a file no other connection has open) and writes a
 // fresh database with the same schema to dst (an empty file). Indexes, triggers and views are
 // created after the data.
 func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableReport, []string, error) {
-	s := &salvager{src: src, dst: dst, log: log, reports: map[string]*TableReport{}, stmts: map[string]*sql.Stmt{}}
+	s := &salvager{src: src, dst: dst, log: log, reports: map[string]*TableReport{}, stmts: map[stmtKey]*preparedInsert{}}
 	// The raw header first, with no SQLite connection to src open.
 	p, err := openPager(src)
 	if err != nil {
@@ -137,8 +138,8 @@ func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableRep
 	if err := s.finish(ctx); err != nil {
 		return nil, s.notes, err
 	}
-	for _, st := range s.stmts {
-		st.Close()
+	for _, pi := range s.stmts {
+		pi.st.Close()
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return nil, s.notes, fmt.Errorf("commit salvage: %w", err)
@@ -404,40 +405,67 @@ func (s *salvager) copyBySQL(ctx context.Context) ([]*tableInfo, error) {
 	return walk, nil
 }
 
-// insertRow inserts one decoded record into t; it returns whether a row was written.
-func (s *salvager) insertRow(ctx context.Context, t *tableInfo, rowid int64, hasRowid bool, vals []any) (bool, error) {
-	n := min(len(vals), len(t.stored))
-	var names []string
-	var args []any
+// stmtKey names a prepared INSERT: the table, how many record fields it binds, and whether the
+// rowid is bound.
+type stmtKey struct {
+	t        *tableInfo
+	n        int
+	hasRowid bool
+}
+
+// insertColumns lists the columns an INSERT of a record with n fields names, in bind order, and
+// where each value comes from (-1: the rowid, k >= 0: record field k).
+func (t *tableInfo) insertColumns(n int, hasRowid bool) (names []string, from []int) {
 	if hasRowid && !t.withoutRowid && t.ipk < 0 {
-		names, args = append(names, "_rowid_"), append(args, rowid)
+		names, from = append(names, "_rowid_"), append(from, -1)
 	}
 	for k := 0; k < n; k++ {
 		ci := t.stored[k]
 		if t.cols[ci].Hidden != 0 {
 			continue
 		}
-		v := vals[k]
+		src := k
 		if ci == t.ipk && hasRowid {
-			v = rowid
+			src = -1 // the INTEGER PRIMARY KEY is stored as NULL: its value is the rowid
 		}
-		names, args = append(names, quote(t.cols[ci].Name)), append(args, v)
+		names, from = append(names, quote(t.cols[ci].Name)), append(from, src)
 	}
 	if t.ipk >= 0 && hasRowid && n <= slices.Index(t.stored, t.ipk) {
-		names, args = append(names, quote(t.cols[t.ipk].Name)), append(args, rowid)
+		names, from = append(names, quote(t.cols[t.ipk].Name)), append(from, -1)
 	}
-	key := t.obj.Name + "\x00" + strings.Join(names, ",")
-	st := s.stmts[key]
-	if st == nil {
+	return names, from
+}
+
+type preparedInsert struct {
+	st   *sql.Stmt
+	from []int
+}
+
+// insertRow inserts one decoded record into t; it returns whether a row was written.
+func (s *salvager) insertRow(ctx context.Context, t *tableInfo, rowid int64, hasRowid bool, vals []any) (bool, error) {
+	key := stmtKey{t, min(len(vals), len(t.stored)), hasRowid}
+	pi := s.stmts[key]
+	if pi == nil {
+		names, from := t.insertColumns(key.n, hasRowid)
 		q := fmt.Sprintf("INSERT OR IGNORE INTO main.%s(%s) VALUES(%s)", quote(t.obj.Name), strings.Join(names, ", "),
 			strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", "))
-		var err error
-		if st, err = s.out.PrepareContext(ctx, q); err != nil {
+		st, err := s.out.PrepareContext(ctx, q)
+		if err != nil {
 			return false, fmt.Errorf("prepare insert into %s: %w", t.obj.Name, err)
 		}
-		s.stmts[key] = st
+		pi = &preparedInsert{st: st, from: from}
+		s.stmts[key] = pi
 	}
-	res, err := st.ExecContext(ctx, args...)
+	args := s.args[:0]
+	for _, k := range pi.from {
+		if k < 0 {
+			args = append(args, rowid)
+		} else {
+			args = append(args, vals[k])
+		}
+	}
+	s.args = args
+	res, err := pi.st.ExecContext(ctx, args...)
 	if err != nil {
 		return false, fmt.Errorf("insert into %s: %w", t.obj.Name, err)
 	}
