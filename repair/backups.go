@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
+	"sort"
 	"time"
 
+	"github.com/kanban-doctor/kanban-doctor/backup"
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 	"github.com/kanban-doctor/kanban-doctor/probe"
@@ -32,39 +33,57 @@ type TableCompare struct {
 	Diff     int64  `json:"diff"` // repaired - backup
 }
 
-// compareBackups scans dir for backups of this board (board.ScanBackups naming), newest first,
-// probes each as a static file until one is healthy, and compares its row counts.
+// candidate is one backup file of the board: a corrupt backup (board.ScanBackups naming) or a
+// snapshot written by kanban-doctor backup (backup.List naming).
+type candidate struct {
+	name, path string
+	time       time.Time
+}
+
+// compareBackups lists the board's backups in dir, newest first, probes each as a static file
+// until one is healthy, and compares its row counts with the repaired tables.
 func compareBackups(ctx context.Context, o Options, b board.Board, dir string, tables []TableReport) (*Comparison, error) {
 	cmp := &Comparison{Dir: dir}
-	inv, err := board.ScanBackups(filepath.Join(dir, filepath.Base(b.DB)))
+	dbName := filepath.Base(b.DB)
+	inv, err := board.ScanBackups(filepath.Join(dir, dbName))
 	if err != nil {
 		return cmp, err
 	}
-	units := slices.Clone(inv.Units)
-	slices.Reverse(units) // newest first
-	for _, u := range units {
+	var cands []candidate
+	for _, u := range inv.Units {
+		cands = append(cands, candidate{u.Name, u.Main.Path, u.Time})
+	}
+	snaps, err := backup.List(dir, dbName)
+	if err != nil {
+		return cmp, err
+	}
+	for _, l := range snaps {
+		cands = append(cands, candidate{filepath.Base(l.Path), l.Path, l.Time})
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].time.After(cands[j].time) })
+	for _, c := range cands {
 		if err := ctx.Err(); err != nil {
 			return cmp, err
 		}
 		cmp.Checked++
-		r, err := o.check()(ctx, board.New(u.Name, u.Main.Path), probe.Options{Full: true, Static: true, NoChild: true})
+		r, err := o.check()(ctx, board.New(c.name, c.path), probe.Options{Full: true, Static: true, NoChild: true})
 		if err != nil || r.Verdict != probe.Healthy {
 			why := string(r.Verdict)
 			if err != nil {
 				why = err.Error()
 			}
-			cmp.Skipped = append(cmp.Skipped, fmt.Sprintf("%s: %s", u.Name, why))
+			cmp.Skipped = append(cmp.Skipped, fmt.Sprintf("%s: %s", c.name, why))
 			continue
 		}
-		counts, err := backupCounts(ctx, u.Main.Path)
+		counts, err := backupCounts(ctx, c.path)
 		if err != nil {
-			cmp.Skipped = append(cmp.Skipped, fmt.Sprintf("%s: %v", u.Name, err))
+			cmp.Skipped = append(cmp.Skipped, fmt.Sprintf("%s: %v", c.name, err))
 			continue
 		}
-		cmp.Path, cmp.Time = u.Main.Path, u.Time
+		cmp.Path, cmp.Time = c.path, c.time
 		for _, t := range tables {
-			c := counts[t.Name]
-			cmp.Tables = append(cmp.Tables, TableCompare{Name: t.Name, Backup: c, Repaired: t.RowsWritten, Diff: t.RowsWritten - c})
+			n := counts[t.Name]
+			cmp.Tables = append(cmp.Tables, TableCompare{Name: t.Name, Backup: n, Repaired: t.RowsWritten, Diff: t.RowsWritten - n})
 		}
 		return cmp, nil
 	}

@@ -569,12 +569,14 @@ func TestComparesNewestHealthyBackup(t *testing.T) {
 	healthy := filepath.Join(dir, "kanban.db.corrupt.20260101_120000.bak")
 	copyFile(fixture.CopyTo(t, "healthy-delete"), healthy)
 	copyFile(fixture.CopyTo(t, "table-leaf-zeroed"), filepath.Join(dir, "kanban.db.corrupt.20260102_120000.bak"))
+	// A kanban-doctor backup snapshot, older than both, is also a candidate.
+	copyFile(fixture.CopyTo(t, "healthy-delete"), filepath.Join(dir, "kanban.db.backup.20251231T120000.000Z.0123456789abcdef.db"))
 	res, err := Repair(context.Background(), board.New("t", db), Options{Out: filepath.Join(t.TempDir(), "o.db"), Static: true, Backups: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := res.Compare
-	if c == nil || c.Path != healthy || c.Checked != 2 || len(c.Skipped) != 1 {
+	if c == nil || c.Path != healthy || c.Checked != 2 || len(c.Skipped) != 1 || !strings.Contains(c.Skipped[0], "20260102") {
 		t.Fatalf("compare = %+v", c)
 	}
 	diffs := map[string]int64{}
