@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +20,83 @@ import (
 // ConfirmChild is the reexec name of the clean confirmation process.
 const ConfirmChild = "probe-confirm"
 
-func init() { reexec.Register(ConfirmChild, confirmMain) }
+// PartChild is the reexec name of a helper process that runs part of a parallel check.
+const PartChild = "probe-part"
+
+func init() {
+	reexec.Register(ConfirmChild, confirmMain)
+	reexec.Register(PartChild, partMain)
+}
+
+// errNested is returned when this process was started as a child but never ran reexec.Init (a
+// test binary without it): spawning from here would re-run the whole program again and again.
+var errNested = errors.New("running as a child without reexec.Init: no further children")
+
+func childCommand(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
+	if os.Getenv(reexec.EnvKey) != "" {
+		return nil, errNested
+	}
+	return reexec.Command(ctx, name, args...)
+}
+
+// runPartChild runs jobs in a helper process with its own read-only connection to path.
+func runPartChild(ctx context.Context, path string, conn sqlitex.Options, jobs []job) ([]answer, error) {
+	in, err := json.Marshal(jobs)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-db", path, "-busy", strconv.Itoa(conn.BusyTimeout)}
+	for _, p := range conn.Params {
+		args = append(args, "-param", p)
+	}
+	cmd, err := childCommand(ctx, PartChild, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(in), &out, &errb
+	runErr := cmd.Run()
+	var as []answer
+	if err := json.Unmarshal(out.Bytes(), &as); err != nil || len(as) == 0 {
+		return nil, fmt.Errorf("check part child: %v: %s", runErr, strings.TrimSpace(errb.String()))
+	}
+	return as, nil
+}
+
+type paramList []string
+
+func (p *paramList) String() string     { return strings.Join(*p, ",") }
+func (p *paramList) Set(v string) error { *p = append(*p, v); return nil }
+
+// partMain is the helper: it reads jobs (JSON) on stdin, runs them on one read-only connection
+// and prints their answers (JSON) on stdout.
+func partMain(args []string) int {
+	fs := flag.NewFlagSet(PartChild, flag.ContinueOnError)
+	db := fs.String("db", "", "database path")
+	busy := fs.Int("busy", 30000, "busy timeout, ms")
+	var params paramList
+	fs.Var(&params, "param", "SQLite URI parameter (repeatable)")
+	if err := fs.Parse(args); err != nil || *db == "" {
+		return 4
+	}
+	var jobs []job
+	if err := json.NewDecoder(os.Stdin).Decode(&jobs); err != nil {
+		return 4
+	}
+	ctx := context.Background()
+	var as []answer
+	c, closeC, err := sqlitex.Conn(ctx, *db, sqlitex.Options{BusyTimeout: *busy, Params: params})
+	if err != nil {
+		as = []answer{errAnswer(ctx, err)}
+	} else {
+		defer closeC()
+		as = runJobs(ctx, c, jobs)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(as); err != nil {
+		return 8
+	}
+	return 0
+}
 
 // childReply is what the confirming child prints (one JSON object on stdout).
 type childReply struct {
@@ -41,7 +120,7 @@ func runChild(ctx context.Context, path string, opts Options) (childReply, error
 	if opts.NoTrial {
 		args = append(args, "-no-trial")
 	}
-	cmd, err := reexec.Command(ctx, ConfirmChild, args...)
+	cmd, err := childCommand(ctx, ConfirmChild, args...)
 	if err != nil {
 		return childReply{}, err
 	}

@@ -182,14 +182,14 @@ func merge(as ...answer) answer {
 	return out
 }
 
-// job is one part of a parallel full check.
+// job is one part of a parallel check (it crosses to helper processes as JSON).
 type job struct {
-	stmt   string // a PRAGMA, or a cross-check query with args
-	args   []any
-	cross  bool // rows are (rowid, missing-from-index-1, ...) for index names
-	names  []string
-	table  string // the table, for the fallback integrity_check(T)
-	weight int64  // rowid span: bigger jobs start first
+	Stmt   string   `json:"stmt"` // a PRAGMA, or a cross-check query with Args
+	Args   []int64  `json:"args,omitempty"`
+	Cross  bool     `json:"cross,omitempty"` // rows are (rowid, missing-from-index-1, ...) for Names
+	Names  []string `json:"names,omitempty"`
+	Table  string   `json:"table"`  // the table, for the fallback integrity_check(T)
+	Weight int64    `json:"weight"` // rowid span: heavier jobs go first
 }
 
 // splitIndexCheck, when set, forces the choice between the cross-check in rowid ranges for tables
@@ -214,6 +214,11 @@ func fullParallel(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Op
 		split = *splitIndexCheck
 	}
 	jobs, err := planJobs(ctx, c, workers, split)
+	if err != nil {
+		if a := errAnswer(ctx, err); a.busy() || a.interrupted() || a.operational() {
+			return a // do not wait for the same lock twice
+		}
+	}
 	if err != nil || len(jobs) == 0 || workers < 2 {
 		return runPass(ctx, c, pragmaFor(true, ""))
 	}
@@ -226,90 +231,143 @@ func fullParallel(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Op
 // only with --full). With one core it is quick_check alone. The first pass, the re-checks and the
 // confirming child all run this same pass, so they judge the same things.
 func quickPass(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Options, workers int) answer {
-	if workers < 2 {
-		return runPass(ctx, c, pragmaFor(false, ""))
-	}
 	jobs, err := planJobs(ctx, c, workers, false)
+	if err != nil {
+		if a := errAnswer(ctx, err); a.busy() || a.interrupted() || a.operational() {
+			return a // do not wait for the same lock twice
+		}
+	}
 	if err != nil || len(jobs) < 2 {
 		return runPass(ctx, c, pragmaFor(false, ""))
 	}
 	// planJobs sorts by size: drop the largest table, keep the rest.
-	return parallelPass(ctx, c, path, conn, 2, jobs[1:])
+	return parallelPass(ctx, c, path, conn, min(workers, 2), jobs[1:])
 }
 
-// parallelPass runs the whole-database quick_check on c beside jobs on workers-1 extra read-only
-// connections (c takes jobs too once its quick_check is done) and merges the answers.
+// smallDB is the size below which a parallel pass runs on the pinned connection alone: starting
+// a helper process costs more than it saves.
+const smallDB = 32 << 20
+
+// parallelPass runs the whole-database quick_check on c beside jobs spread over workers-1 helper
+// processes (re-executions of this binary, each with its own read-only connection). Processes,
+// not goroutines: modernc's allocator is one global mutex, and two connections in one process
+// stall each other badly on a busy machine. Jobs are balanced by weight; c takes the lightest
+// share after its quick_check. A helper that cannot run has its jobs run on an extra in-process
+// connection instead.
 func parallelPass(ctx context.Context, c *sql.Conn, path string, conn sqlitex.Options, workers int, jobs []job) answer {
+	var pages, pageSize int64
+	c.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages)
+	c.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize)
+	if workers < 2 || pages*pageSize < smallDB {
+		return merge(append([]answer{runPass(ctx, c, pragmaFor(false, ""))}, runJobs(ctx, c, jobs)...)...)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	queue := make(chan job, len(jobs))
-	for _, j := range jobs {
-		queue <- j
-	}
-	close(queue)
+	bins := balance(jobs, workers)
 	var mu sync.Mutex
 	var parts []answer
-	add := func(a answer) {
+	add := func(as ...answer) {
 		mu.Lock()
-		parts = append(parts, a)
+		parts = append(parts, as...)
 		mu.Unlock()
-		if a.Cancelled || a.busy() || a.operational() {
-			cancel()
+		for _, a := range as {
+			if a.Cancelled || a.busy() || a.operational() {
+				cancel()
+			}
 		}
 	}
 	var wg sync.WaitGroup
-	for w := 0; w < workers-1; w++ {
+	for _, bin := range bins[1:] {
+		if len(bin) == 0 {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			as, err := runPartChild(ctx, path, conn, bin)
+			if err == nil {
+				add(as...)
+				return
+			}
+			if ctx.Err() != nil {
+				add(errAnswer(ctx, ctx.Err()))
+				return
+			}
 			hc, closeHC, err := sqlitex.Conn(ctx, path, conn)
 			if err != nil {
 				add(errAnswer(ctx, err))
 				return
 			}
 			defer closeHC()
-			for j := range queue {
-				if ctx.Err() != nil {
-					return
-				}
-				add(runJob(ctx, hc, j))
-			}
+			add(runJobs(ctx, hc, bin)...)
 		}()
 	}
 	add(runPass(ctx, c, pragmaFor(false, "")))
-	// The pinned connection helps with what is left once its quick_check is done.
-	for j := range queue {
-		if ctx.Err() != nil {
-			break
-		}
-		add(runJob(ctx, c, j))
-	}
+	add(runJobs(ctx, c, bins[0])...)
 	wg.Wait()
 	return merge(parts...)
 }
 
+func runJobs(ctx context.Context, c *sql.Conn, jobs []job) []answer {
+	var out []answer
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			out = append(out, errAnswer(ctx, ctx.Err()))
+			break
+		}
+		out = append(out, runJob(ctx, c, j))
+	}
+	return out
+}
+
+// balance deals jobs (sorted heaviest first) into workers bins, each to the least loaded; bin 0
+// is the pinned connection, which starts loaded with the whole-database quick_check (counted as
+// half the heaviest job).
+func balance(jobs []job, workers int) [][]job {
+	bins := make([][]job, workers)
+	load := make([]int64, workers)
+	if len(jobs) > 0 {
+		load[0] = jobs[0].Weight/2 + 1
+	}
+	for _, j := range jobs {
+		k := 0
+		for i := range load {
+			if load[i] < load[k] {
+				k = i
+			}
+		}
+		bins[k] = append(bins[k], j)
+		load[k] += j.Weight + 1
+	}
+	return bins
+}
+
 func runJob(ctx context.Context, c *sql.Conn, j job) answer {
-	if !j.cross {
-		return runPass(ctx, c, j.stmt)
+	if !j.Cross {
+		return runPass(ctx, c, j.Stmt)
 	}
 	a := crossCheck(ctx, c, j)
 	if a.Code&0xff == 1 { // SQLITE_ERROR: the planner refused the query; let SQLite check the table
-		return runPass(ctx, c, pragmaFor(true, j.table))
+		return runPass(ctx, c, pragmaFor(true, j.Table))
 	}
 	return a
 }
 
 // crossCheck runs one rowid range of an index cross-check.
 func crossCheck(ctx context.Context, c *sql.Conn, j job) answer {
-	rows, err := c.QueryContext(ctx, j.stmt, j.args...)
+	args := make([]any, len(j.Args))
+	for i, a := range j.Args {
+		args[i] = a
+	}
+	rows, err := c.QueryContext(ctx, j.Stmt, args...)
 	if err != nil {
 		return errAnswer(ctx, err)
 	}
 	defer rows.Close()
 	var a answer
-	dest := make([]any, 1+len(j.names))
+	dest := make([]any, 1+len(j.Names))
 	var rowid int64
-	flags := make([]bool, len(j.names))
+	flags := make([]bool, len(j.Names))
 	dest[0] = &rowid
 	for i := range flags {
 		dest[i+1] = &flags[i]
@@ -320,7 +378,7 @@ func crossCheck(ctx context.Context, c *sql.Conn, j job) answer {
 		}
 		for i, missing := range flags {
 			if missing && len(a.Lines) < maxLines {
-				a.Lines = append(a.Lines, fmt.Sprintf("rowid %d missing from index %s", rowid, j.names[i]))
+				a.Lines = append(a.Lines, fmt.Sprintf("rowid %d missing from index %s", rowid, j.Names[i]))
 			}
 		}
 	}
@@ -371,7 +429,7 @@ func planJobs(ctx context.Context, c *sql.Conn, workers int, split bool) ([]job,
 			}
 		}
 		if t.wr || !simple || !split {
-			small = append(small, job{stmt: pragmaFor(true, t.name), table: t.name, weight: hi.Int64 - lo.Int64})
+			small = append(small, job{Stmt: pragmaFor(true, t.name), Table: t.name, Weight: hi.Int64 - lo.Int64})
 			continue
 		}
 		if !lo.Valid {
@@ -400,14 +458,14 @@ func planJobs(ctx context.Context, c *sql.Conn, workers int, split bool) ([]job,
 			if b > hi.Int64 || b < a {
 				b = hi.Int64
 			}
-			big = append(big, job{stmt: stmt, args: []any{a, b}, cross: true, names: names, table: t.name, weight: b - a})
+			big = append(big, job{Stmt: stmt, Args: []int64{a, b}, Cross: true, Names: names, Table: t.name, Weight: b - a})
 			if b == hi.Int64 {
 				break
 			}
 		}
 	}
 	jobs := append(big, small...)
-	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].weight > jobs[j].weight })
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].Weight > jobs[j].Weight })
 	return jobs, nil
 }
 
