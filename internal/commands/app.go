@@ -44,6 +44,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			boardsCommand(),
 			reportCommand(),
+			verifyCommand(),
 			dedupeCommand(),
 			backupCommand(), restoreCommand(),
 			watchCommand(),
