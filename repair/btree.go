@@ -274,13 +274,17 @@ type PageIssue struct {
 	Reason string `json:"reason"`
 }
 
-// walker walks the b-trees of one file, remembering every page it reached.
+// walker walks the b-trees of one file, remembering every page it reached. A walk stops early
+// (delivering nothing more) once stop reports true.
 type walker struct {
 	p       *pager
 	reached map[uint32]bool
+	stop    func() bool
 }
 
-func newWalker(p *pager) *walker { return &walker{p: p, reached: map[uint32]bool{}} }
+func newWalker(p *pager) *walker {
+	return &walker{p: p, reached: map[uint32]bool{}, stop: func() bool { return false }}
+}
 
 // reach marks page n used and reports whether it already was.
 func (w *walker) reach(n uint32) bool {
@@ -312,6 +316,9 @@ func (v *tableVisitor) lose(page uint32, lo, hi int64, why error) {
 
 // walkTable walks the table b-tree rooted at page n whose rowids lie in (lo, hi].
 func (w *walker) walkTable(n uint32, lo, hi int64, depth int, v *tableVisitor) {
+	if w.stop() {
+		return
+	}
 	if depth > 40 {
 		v.lose(n, lo, hi, errors.New("b-tree deeper than 40 levels"))
 		return
@@ -503,6 +510,9 @@ type indexVisitor struct {
 
 // walkIndex walks the index b-tree rooted at page n, delivering every record in key order.
 func (w *walker) walkIndex(n uint32, depth int, v *indexVisitor) {
+	if w.stop() {
+		return
+	}
 	if depth > 40 {
 		v.issues = append(v.issues, PageIssue{Page: n, Reason: "b-tree deeper than 40 levels"})
 		return

@@ -693,3 +693,31 @@ func TestRootPageZeroed(t *testing.T) {
 		t.Fatalf("rows differ from the undamaged board")
 	}
 }
+
+// TestCancelled: a cancelled repair (Ctrl-C) returns the context's error, publishes nothing and
+// leaves no temp file.
+func TestCancelled(t *testing.T) {
+	db := damagedBoard(t, 3000)
+	before := fileHashes(t, db)
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "out.db")
+	for _, after := range []time.Duration{10 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), after)
+		_, err := Repair(ctx, board.New("t", db), Options{Out: out, Static: true})
+		cancel()
+		if err == nil {
+			os.Remove(out) // finished first: fine
+			continue
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrInconclusive) && !strings.Contains(err.Error(), "interrupt") {
+			t.Fatalf("cancelled after %v: err = %v", after, err)
+		}
+		t.Logf("cancelled after %v: %v", after, err)
+		if ents, _ := os.ReadDir(outDir); len(ents) != 0 {
+			t.Fatalf("cancelled after %v: %d files left in the output dir", after, len(ents))
+		}
+	}
+	if !reflect.DeepEqual(fileHashes(t, db), before) {
+		t.Fatal("input changed")
+	}
+}

@@ -484,6 +484,7 @@ func (s *salvager) copyByPages(ctx context.Context, tables []*tableInfo) error {
 	w := newWalker(p)
 	w.reached[1] = true
 	var ierr error
+	w.stop = func() bool { return ierr != nil || ctx.Err() != nil }
 	// recovered holds, per table, the rowids adopted from unattached pages (the only rows that can
 	// lie inside a lost range); a tree walk never delivers a row inside a range it lost.
 	recovered := map[string]map[int64]bool{}
@@ -541,6 +542,9 @@ func (s *salvager) copyByPages(ctx context.Context, tables []*tableInfo) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.markRest(w, tables)
 	if err := s.adoptOrphans(ctx, w, tables, recovered); err != nil {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -93,7 +94,8 @@ func repairStatus(res repair.Result, err error) int {
 		return e.Code
 	case errors.Is(err, repair.ErrUnrecoverable):
 		return exitcode.Corrupt
-	case errors.Is(err, repair.ErrInconclusive), errors.Is(err, repair.ErrBoardChanged):
+	case errors.Is(err, repair.ErrInconclusive), errors.Is(err, repair.ErrBoardChanged),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return exitcode.Inconclusive
 	default:
 		return exitcode.Of(backupError(err))
