@@ -4,7 +4,7 @@
 #
 #   bench/dedupe.sh            # ~7,940 backups of ~265 KB in 40 bursts + 20 distinct (~2.1 GB)
 #   RUNS=10 KD_BENCH_DIR=/var/tmp/kd bench/dedupe.sh
-#   SKIP_100K=1 bench/dedupe.sh
+#   SECTIONS="1 2" bench/dedupe.sh     # only some of the sections below (default: 1 2 3 4)
 #
 # Checks: (1) our dry run reports exactly the files jdupes -r reports as duplicates; (2) its wall
 # time against jdupes -r (target <= 0.4x); (3) --apply --action hardlink against our dry run on
@@ -15,6 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${KD_BENCH_DIR:-/tmp/kd-bench-dedupe}
 RUNS=${RUNS:-5}
+SECTIONS=" ${SECTIONS:-1 2 3 4} "
+want() { [[ "$SECTIONS" == *" $1 "* ]]; }
+warm() { find "$1" -maxdepth 1 -type f -exec cat {} + > /dev/null; } # both tools read the same cached files
 mkdir -p "$WORK"
 go build -o "$WORK/kanban-doctor" ./cmd/kanban-doctor
 go build -o "$WORK/genstorm" ./bench/genstorm
@@ -27,8 +30,9 @@ fi
 echo "machine: $(nproc) cores, $(uname -r); load: $(cut -d' ' -f1-3 /proc/loadavg) (shared with other work)"
 echo "jdupes: $(jdupes -v 2>/dev/null | head -1)"
 echo "storm: $(cat "$WORK/storm.json") in $STORM ($(du -sh "$STORM" | cut -f1))"
-cat "$STORM"/* > /dev/null # warm the page cache: both tools read the same cached files
+warm "$STORM"
 
+if want 1 || want 3; then
 echo
 echo "== 1. same duplicates as jdupes -r"
 jdupes -r -q "$STORM" | grep -v '^$' | xargs -n1 basename | sort > "$WORK/jdupes.files"
@@ -62,22 +66,26 @@ if diff -q "$WORK/jdupes.files" "$WORK/kd.files" > /dev/null; then
 else
 	echo "DIFFERENT duplicate sets:"; diff "$WORK/jdupes.files" "$WORK/kd.files" | head; exit 1
 fi
+fi
 
 ratio() { # ratio JSON: mean of command 2 / mean of command 1
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("%.2fx" % (r[1]["mean"]/r[0]["mean"]))' "$1"
 }
 
+if want 2; then
 echo
 echo "== 2. dry run vs jdupes -r, warm, side by side (target <= 0.4x)"
 hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$WORK/dry.json" \
 	"jdupes -r -q $STORM" "$KD dedupe-backups $STORM"
 echo "dedupe-backups / jdupes = $(ratio "$WORK/dry.json")"
+fi
 
+if want 3; then
 echo
 echo "== 3. --apply --action hardlink vs our dry run, each on a fresh warm copy (target <= 2x)"
 COPY="$WORK/copy"
 hyperfine --runs 3 --export-json "$WORK/apply.json" \
-	--prepare "rm -rf $COPY && cp -a $STORM $COPY && sync && cat $COPY/* > /dev/null" \
+	--prepare "rm -rf $COPY && cp -a $STORM $COPY && sync && find $COPY -type f -exec cat {} + > /dev/null" \
 	"$KD dedupe-backups $COPY" \
 	"$KD dedupe-backups --apply --action hardlink $COPY" \
 	"jdupes -r -q -L $COPY" \
@@ -85,8 +93,9 @@ hyperfine --runs 3 --export-json "$WORK/apply.json" \
 echo "apply hardlink / dry run = $(ratio "$WORK/apply.json")"
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print("floor: rm of the same duplicates alone takes %.2fs; our apply minus that floor = %.2fx the dry run" % (r[3]["mean"], (r[1]["mean"]-r[3]["mean"])/r[0]["mean"]))' "$WORK/apply.json"
 rm -rf "$COPY"
+fi
 
-[ -n "${SKIP_100K:-}" ] && exit 0
+want 4 || exit 0
 echo
 echo "== 4. 100,000 backups in one directory (small boards: page size 512, 1 task)"
 for n in 10 100; do
@@ -95,10 +104,10 @@ for n in 10 100; do
 		rm -rf "$D"
 		"$WORK/genstorm" -bursts "$n" -per-burst 999 -distinct "$n" -tasks 1 -page-size 512 "$D" > "$D.json"
 	fi
-	cat "$D"/* > /dev/null
+	warm "$D"
 	echo "storm: $(cat "$D.json") ($(du -sh "$D" | cut -f1))"
 	for mode in "" "--apply --action hardlink"; do
-		[ -n "$mode" ] && { rm -rf "$D.copy"; cp -a "$D" "$D.copy"; sync; cat "$D.copy"/* > /dev/null; }
+		[ -n "$mode" ] && { rm -rf "$D.copy"; cp -a "$D" "$D.copy"; sync; warm "$D.copy"; }
 		target="$D"; [ -n "$mode" ] && target="$D.copy"
 		/usr/bin/time -v "$KD" dedupe-backups --json $mode "$target" 2> "$WORK/time.txt" > /dev/null || true
 		printf '  %-28s wall %s, max RSS %s MB\n' "${mode:-dry run}" \

@@ -59,7 +59,7 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 	res := &Result{TempsCleaned: []string{}, Problems: []Outcome{}}
 	// The status-change time each inode had when it was read: a re-check compares it, and our own
 	// link-count changes update it (refreshKept).
-	p.ctimes = map[inodeKey]int64{}
+	p.ctimes, p.keptSeen = map[inodeKey]int64{}, map[int32]bool{}
 	for i := range p.inv.files {
 		if f := &p.inv.files[i]; f.ctime != 0 {
 			p.ctimes[inodeKey{f.dir, f.Inode}] = f.ctime
@@ -174,16 +174,20 @@ type pair struct{ dup, kept int32 }
 func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	inv := p.inv
 	k := &inv.units[op.kept]
-	// The kept unit must be exactly what was scanned.
+	// The kept unit must be exactly what was scanned: its files before every action, its absent
+	// companions still absent once per Apply (nothing here creates files beside a kept unit).
 	for pt, fi := range k.parts {
 		if fi >= 0 {
 			if why := p.recheck(fi); why != "" {
 				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
 			}
-		} else if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
-			return 0, 0, "kept copy: " + why, false
+		} else if !p.keptSeen[op.kept] {
+			if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
+				return 0, 0, "kept copy: " + why, false
+			}
 		}
 	}
+	p.keptSeen[op.kept] = true
 	var pairs []pair
 	if op.unit >= 0 {
 		u := &inv.units[op.unit]
@@ -210,7 +214,13 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 			return 0, 0, why, false
 		}
 	}
-	defer p.refreshKept(pairs)
+	touchesKept := p.opts.Action == ActionHardlink
+	for _, pr := range pairs {
+		touchesKept = touchesKept || inv.linked(pr.dup, pr.kept)
+	}
+	if touchesKept { // our own action changes the kept inode's link count, hence its ctime
+		defer p.refreshKept(pairs)
+	}
 	switch p.opts.Action {
 	case ActionHardlink:
 		return p.hardlink(pairs, touched)

@@ -29,6 +29,8 @@ type Plan struct {
 	ops    []op
 	toDev  uint64
 	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
+	// Apply: kept units whose absent companions were checked
+	keptSeen map[int32]bool
 }
 
 // group is one distinct content: its units in keep order and the kept one.
