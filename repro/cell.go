@@ -288,7 +288,7 @@ func checkpointLoop(ctx context.Context, db string, every time.Duration, mode st
 // every connection sees it as an ordinary commit): the page-type byte of a page of an index the
 // writers never touch is zeroed, so writers keep running and every correct check must see it.
 func inject(ctx context.Context, db string) (string, error) {
-	conn, closeFn, err := sqlitex.Conn(ctx, db, sqlitex.Options{ReadWrite: true, BusyTimeout: 10000, TxLock: "immediate"})
+	conn, closeFn, err := sqlitex.Conn(ctx, db, sqlitex.Options{ReadWrite: true, BusyTimeout: 2})
 	if err != nil {
 		return "", err
 	}
@@ -298,8 +298,18 @@ func inject(ctx context.Context, db string) (string, error) {
 	if err := conn.QueryRowContext(ctx, `SELECT pageno FROM dbstat WHERE name=? ORDER BY pageno DESC LIMIT 1`, index).Scan(&pgno); err != nil {
 		return "", fmt.Errorf("find a page of %s: %w", index, err)
 	}
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return "", fmt.Errorf("inject: %w", err)
+	// The writers leave the write lock free only between transactions: poll for it tightly
+	// (SQLite's own busy handler backs off to 100 ms sleeps and keeps missing those gaps).
+	start := time.Now()
+	for {
+		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		if err == nil {
+			break
+		}
+		if sqlitex.Classify(err) != sqlitex.KindBusy || time.Since(start) > 10*time.Second {
+			return "", fmt.Errorf("inject: %w", err)
+		}
+		time.Sleep(200 * time.Microsecond)
 	}
 	var data []byte
 	if err := conn.QueryRowContext(ctx, `SELECT data FROM sqlite_dbpage WHERE pgno=?`, pgno).Scan(&data); err != nil {
@@ -314,7 +324,7 @@ func inject(ctx context.Context, db string) (string, error) {
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return "", fmt.Errorf("inject: %w", err)
 	}
-	return fmt.Sprintf("zeroed the page-type byte of page %d (%s) through sqlite_dbpage", pgno, index), nil
+	return fmt.Sprintf("zeroed the page-type byte of page %d (%s) through sqlite_dbpage (%d ms)", pgno, index, time.Since(start).Milliseconds()), nil
 }
 
 // unlinkWAL does what the redundant journal-mode reset did: -wal and -shm are unlinked while the

@@ -389,7 +389,7 @@ func CI(res *Result) []string {
 		if c.Strategy == Doctor && c.Scenario == Injected && c.FalseNegatives > 0 {
 			fail = append(fail, fmt.Sprintf("%s: %d false negatives (injected damage not reported)", c.Name(), c.FalseNegatives))
 		}
-		if c.Strategy == Doctor && c.Scenario == Injected && c.Checks-c.Unscored-c.FalseNegatives == 0 {
+		if c.Strategy == Doctor && c.Scenario == Injected && c.CorruptVerdicts-c.FalsePositives == 0 {
 			fail = append(fail, fmt.Sprintf("%s: no check saw the injected damage (cell too short?)", c.Name()))
 		}
 		if c.Scenario == Clean && !c.TruthOK {

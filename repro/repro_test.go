@@ -87,7 +87,8 @@ func TestExecGuardSqlite3CLI(t *testing.T) {
 		t.Skip("sqlite3 CLI not installed")
 	}
 	script := filepath.Join(t.TempDir(), "guard.sh")
-	os.WriteFile(script, []byte("#!/bin/sh\nout=$(sqlite3 \"$1\" 'PRAGMA integrity_check') || exit 1\n[ \"$out\" = ok ]\n"), 0o755)
+	// A correct guard waits for locks (.timeout) instead of calling a busy board corrupt.
+	os.WriteFile(script, []byte("#!/bin/sh\nout=$(sqlite3 -cmd '.timeout 10000' \"$1\" 'PRAGMA integrity_check') || exit 1\n[ \"$out\" = ok ]\n"), 0o755)
 	st := ExecPrefix + script + " {db}"
 	res, err := Run(context.Background(), Options{Duration: 1200 * time.Millisecond, Scenarios: []string{Clean, Injected}, Strategies: []string{st}})
 	if err != nil {

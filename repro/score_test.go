@@ -121,6 +121,7 @@ func TestCIRulesOnSyntheticMatrices(t *testing.T) {
 		{"external guard cries wolf in clean", func(r *Result) { set(r, Clean, ExecPrefix+"guard {db}", func(c *Cell) { c.FalsePositives = 1 }) }, "clean/exec:guard {db}"},
 		{"doctor false positive", func(r *Result) { set(r, FileCopy, Doctor, func(c *Cell) { c.FalsePositives = 1 }) }, "file-copy/doctor"},
 		{"doctor false negative", func(r *Result) { set(r, Injected, Doctor, func(c *Cell) { c.FalseNegatives = 1 }) }, "injected/doctor"},
+		{"doctor never saw the damage", func(r *Result) { set(r, Injected, Doctor, func(c *Cell) { c.CorruptVerdicts = 0 }) }, "injected/doctor: no check saw"},
 		{"harness error", func(r *Result) { set(r, WALUnlink, Legacy, func(c *Cell) { c.Error = "prober: boom" }) }, "wal-unlink/legacy: prober: boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
