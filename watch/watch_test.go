@@ -72,7 +72,7 @@ func TestOverflowRecoversTheExactCountByRescan(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the loop take the first event and block on the gate
 	stormOf(t, root, 2, 14998)
 	r.w.gate.Unlock()
-	r.log.waitFor(t, 60*time.Second, "an overflow rescan", func() bool {
+	r.log.waitFor(t, 180*time.Second, "an overflow rescan", func() bool {
 		for _, e := range r.log.all(EventRescan) {
 			if e.Reason == ReasonOverflow {
 				return true
@@ -80,7 +80,7 @@ func TestOverflowRecoversTheExactCountByRescan(t *testing.T) {
 		}
 		return false
 	})
-	r.log.waitFor(t, 30*time.Second, "all units seen", func() bool {
+	r.log.waitFor(t, 120*time.Second, "all units seen", func() bool {
 		return r.metric(t, labels("kanban_doctor_backups_seen_total", "default")) == 15000
 	})
 	if got := unitsOnDisk(t, root); got != 15000 {
