@@ -31,6 +31,9 @@ var (
 	// ErrBoardChanged is returned by an in-place repair when other processes committed to the board
 	// after its snapshot was taken: restoring would overwrite their commits, so nothing is restored.
 	ErrBoardChanged = errors.New("other processes wrote to the board during the repair: not restored (stop them, or repair with --out)")
+	// ErrOutputIsInput is returned when the output would replace the board's own database or one of
+	// its -wal/-shm/-journal files (use --in-place to repair the board itself).
+	ErrOutputIsInput = errors.New("output is the board itself or one of its files (use --in-place)")
 	// ErrOutputDamaged is returned when the repaired copy does not pass integrity_check; it is not
 	// published.
 	ErrOutputDamaged = errors.New("repaired copy fails integrity_check")
@@ -222,6 +225,9 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 	res.Plan = describePlan(res.Action, b.DB, out, o.InPlace)
 	if o.DryRun {
 		return res, nil
+	}
+	if !o.InPlace && isBoardFile(out, b.DB) {
+		return res, fmt.Errorf("repair %s: %s: %w", b.DB, out, ErrOutputIsInput)
 	}
 	if !o.Force && !o.InPlace {
 		if _, err := os.Lstat(out); err == nil {
@@ -422,6 +428,29 @@ func verify(ctx context.Context, o Options, path string) (probe.Verdict, error) 
 		return "", err
 	}
 	return r.Verdict, nil
+}
+
+// isBoardFile reports whether out names the database db or one of its companions, by path or by
+// file identity (a hard link or symlink to it).
+func isBoardFile(out, db string) bool {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return filepath.Clean(a)
+		}
+		return filepath.Clean(p)
+	}
+	o := abs(out)
+	for _, f := range []string{db, db + "-wal", db + "-shm", db + "-journal"} {
+		if o == abs(f) {
+			return true
+		}
+		fi1, err1 := os.Stat(out)
+		fi2, err2 := os.Stat(f)
+		if err1 == nil && err2 == nil && os.SameFile(fi1, fi2) {
+			return true
+		}
+	}
+	return false
 }
 
 func requireFile(path string) error {

@@ -316,6 +316,16 @@ func TestRefusesExistingOutput(t *testing.T) {
 	if b, _ := os.ReadFile(out); string(b) != "mine" {
 		t.Errorf("existing output replaced")
 	}
+	for _, self := range []string{db, db + "-wal", filepath.Join(filepath.Dir(db), ".", "kanban.db")} {
+		if _, err := Repair(context.Background(), board.New("t", db), Options{Out: self, Static: true, Force: true}); !errors.Is(err, ErrOutputIsInput) {
+			t.Fatalf("out %s: err = %v, want ErrOutputIsInput", self, err)
+		}
+	}
+	link := filepath.Join(t.TempDir(), "link.db")
+	os.Symlink(db, link)
+	if _, err := Repair(context.Background(), board.New("t", db), Options{Out: link, Static: true, Force: true}); !errors.Is(err, ErrOutputIsInput) {
+		t.Fatalf("out via symlink: err = %v, want ErrOutputIsInput", err)
+	}
 	if _, err := Repair(context.Background(), board.New("t", db), Options{Out: out, Static: true, Force: true}); err != nil {
 		t.Fatalf("with force: %v", err)
 	}

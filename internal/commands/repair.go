@@ -26,7 +26,8 @@ func repairCommand() *cli.Command {
 			"into it through SQLite's backup API, under its locks. --dry-run prints the plan.\n" +
 			"Exit status: 0 repaired with no row lost (or nothing to repair), 1 repaired but rows were lost (see the\n" +
 			"report) or a suspicion was cleared, 2 corrupt and not repaired (dry run, or nothing can be salvaged),\n" +
-			"3 no verdict (busy), or --in-place found other processes writing, 4 usage, 8 operational error.",
+			"3 no verdict (busy), or --in-place found other processes writing, 4 usage (including --out naming the\n" +
+			"board's own files), 8 operational error.",
 		ArgsUsage: "PATH",
 		Flags: []cli.Flag{
 			jsonFlag,
@@ -92,6 +93,8 @@ func repairStatus(res repair.Result, err error) int {
 	case err == nil:
 	case errors.As(err, &e):
 		return e.Code
+	case errors.Is(err, repair.ErrOutputIsInput):
+		return exitcode.Usage
 	case errors.Is(err, repair.ErrUnrecoverable):
 		return exitcode.Corrupt
 	case errors.Is(err, repair.ErrInconclusive), errors.Is(err, repair.ErrBoardChanged),
