@@ -731,3 +731,55 @@ func TestCancelled(t *testing.T) {
 		t.Fatal("input changed")
 	}
 }
+
+// TestWithoutRowidLeafZeroed: a WITHOUT ROWID table with one leaf page zeroed is walked as an
+// index b-tree; only that page's rows are missing and the page is named.
+func TestWithoutRowidLeafZeroed(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	db, err := sqlitex.Open(src, sqlitex.Options{ReadWrite: true, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE wr(k TEXT, n INTEGER, v TEXT, PRIMARY KEY(k)) WITHOUT ROWID`,
+		`CREATE TABLE plain(x)`,
+		`WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 2000) INSERT INTO wr SELECT printf('k%05d', i), i, printf('%.*c', 50, 'v') FROM s`,
+		`INSERT INTO plain VALUES(1), (2)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var page, size int64
+	var onPage int
+	err = db.QueryRow("SELECT pageno, ncell FROM dbstat WHERE name='wr' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 5").Scan(&page, &onPage)
+	if err == nil {
+		err = db.QueryRow("PRAGMA page_size").Scan(&size)
+	}
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(src, os.O_WRONLY, 0)
+	f.WriteAt(make([]byte, size), (page-1)*size)
+	f.Close()
+	out := filepath.Join(dir, "out.db")
+	res, err := Repair(context.Background(), board.New("t", src), Options{Out: out, Static: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := integrity(t, out); got != "ok" {
+		t.Fatalf("integrity: %s", got)
+	}
+	wr := res.Tables[0]
+	if wr.Name != "wr" || !wr.WithoutRowid || wr.Method != MethodPages || wr.RowsWritten != int64(2000-onPage) {
+		t.Fatalf("wr report: %+v (page %d held %d rows)", wr, page, onPage)
+	}
+	if len(wr.UnreadablePages) != 1 || wr.UnreadablePages[0].Page != uint32(page) {
+		t.Errorf("unreadable pages %+v, want page %d", wr.UnreadablePages, page)
+	}
+	if n := countsOf(t, out)["wr"]; n != int64(2000-onPage) {
+		t.Errorf("wr has %d rows, want %d", n, 2000-onPage)
+	}
+}
