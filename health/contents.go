@@ -9,9 +9,12 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/probe"
@@ -53,8 +56,8 @@ func (c Content) Healthy() bool {
 }
 
 // GroupContents finds the distinct contents among units. Units are compared by size first; only
-// units whose sizes collide are hashed (hard links to an already hashed inode are not read
-// again). Units sharing an inode with skip (the live DB) are never read and each counts as its own
+// units whose sizes collide are hashed, with XXH3-128 on up to 4 cores (hard links to an already
+// hashed inode are not read again), and each distinct hashed content then gets its SHA-256. Units sharing an inode with skip (the live DB) are never read and each counts as its own
 // content. progress may be nil. Backups are static files, so reading them is safe; the live DB
 // is never opened here.
 func GroupContents(ctx context.Context, units []board.Unit, skip os.FileInfo, progress Progress) ([]Content, error) {
@@ -140,21 +143,33 @@ func GroupContents(ctx context.Context, units []board.Unit, skip os.FileInfo, pr
 			add(fmt.Sprintf("live:%d", i), u, c)
 			continue
 		}
-		c.SHA256 = sum
-		id := sum
+		id := "xxh3:" + sum
 		if u.WAL != nil {
 			ws, err := h.sum(ctx, *u.WAL)
 			if err != nil {
 				return nil, err
 			}
-			c.WALSHA256 = ws
 			id += "+" + ws
 		}
 		add(id, u, c)
 	}
 	out := make([]Content, 0, len(order))
 	for _, id := range order {
-		out = append(out, *groups[id])
+		c := *groups[id]
+		if strings.HasPrefix(id, "xxh3:") {
+			// Units were grouped by XXH3-128 (fast); the SHA-256 users can match against
+			// content-addressed names is computed once per distinct content.
+			var err error
+			if c.SHA256, err = sha256File(ctx, c.Example, h.add); err != nil {
+				return nil, err
+			}
+			if c.HasWAL {
+				if c.WALSHA256, err = sha256File(ctx, c.Example+"-wal", h.add); err != nil {
+					return nil, err
+				}
+			}
+		}
+		out = append(out, c)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].First.Before(out[j].First) })
 	return out, nil
@@ -268,30 +283,51 @@ func (h *hasher) sum(ctx context.Context, f board.File) (string, error) {
 	return s, nil
 }
 
-// hashFile reads one static backup file through SHA-256.
+// hashFile reads one static backup file through XXH3-128, the grouping key.
 func (h *hasher) hashFile(ctx context.Context, f board.File) (string, error) {
-	file, err := os.Open(f.Path)
-	if err != nil {
-		return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
+	d := xxh3.New128()
+	if err := readInto(ctx, f.Path, d, h.add); err != nil {
+		return "", err
 	}
-	defer file.Close()
+	s := d.Sum128()
+	return fmt.Sprintf("%016x%016x", s.Hi, s.Lo), nil
+}
+
+// sha256File is the hex SHA-256 of a static backup file.
+func sha256File(ctx context.Context, path string, add func(int64)) (string, error) {
 	d := sha256.New()
-	buf := make([]byte, 1<<20)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
-		}
-		n, err := file.Read(buf)
-		d.Write(buf[:n])
-		h.add(int64(n))
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", fmt.Errorf("hash backup %s: %w", f.Path, err)
-		}
+	if err := readInto(ctx, path, d, add); err != nil {
+		return "", err
 	}
 	return hex.EncodeToString(d.Sum(nil)), nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// readInto streams a file into w, reporting progress and stopping when ctx is done.
+func readInto(ctx context.Context, path string, w io.Writer, add func(int64)) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("hash backup %s: %w", path, err)
+	}
+	defer file.Close()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("hash backup %s: %w", path, err)
+		}
+		n, err := file.Read(buf)
+		w.Write(buf[:n])
+		add(int64(n))
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("hash backup %s: %w", path, err)
+		}
+	}
 }
 
 func (h *hasher) add(n int64) {
