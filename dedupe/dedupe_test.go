@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -830,4 +831,19 @@ func TestCheckContentsTellsHealthyFromCorrupt(t *testing.T) {
 		}
 	}
 	assertSnapshot(t, dir, before) // checked on private copies: the backups are untouched
+}
+
+// TestCancelledApplyStopsBetweenUnits: a cancelled context (SIGINT) stops before the next unit
+// and says so; nothing is half done.
+func TestCancelledApplyStopsBetweenUnits(t *testing.T) {
+	dir, _ := copyStorm(t)
+	before := snapshot(t, dir)
+	p := scanPlan(t, dir, true, dedupe.PlanOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := dedupe.Apply(ctx, p, dedupe.ApplyOptions{})
+	if !errors.Is(err, context.Canceled) || res == nil || res.Done != 0 {
+		t.Fatalf("err %v, result %+v; want context.Canceled and nothing done", err, res)
+	}
+	assertSnapshot(t, dir, before)
 }

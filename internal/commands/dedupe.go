@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -56,7 +57,7 @@ func dedupeCommand() *cli.Command {
 			progress := reports.NewProgress(c.App.ErrWriter)
 			inv, err := dedupe.Scan(ctx, boards, dedupe.Options{Workers: c.Int("workers"), Verify: c.Bool("apply"), Progress: progress})
 			if err != nil {
-				return errAs(exitcode.Operational, err)
+				return dedupeErr(err)
 			}
 			plan, err := dedupe.NewPlan(inv, dedupe.PlanOptions{Keep: dedupe.Keep(c.String("keep")),
 				Action: dedupe.Action(c.String("action")), To: c.String("to"), BurstGap: c.Duration("burst-gap")})
@@ -67,7 +68,7 @@ func dedupeCommand() *cli.Command {
 			}
 			if c.Bool("check-contents") {
 				if err := dedupe.CheckContents(ctx, plan, dedupe.CheckOptions{}); err != nil {
-					return errAs(exitcode.Operational, err)
+					return dedupeErr(err)
 				}
 			}
 			out := reports.DedupeResult{Report: plan.Report, DryRun: !c.Bool("apply")}
@@ -85,7 +86,7 @@ func dedupeCommand() *cli.Command {
 			}
 			switch {
 			case applyErr != nil:
-				return errAs(exitcode.Operational, applyErr)
+				return dedupeErr(applyErr)
 			case out.Applied != nil && out.Applied.Failed > 0:
 				return exitcode.Errorf(exitcode.Operational, "dedupe-backups: %d of %d actions failed (listed above); a rerun finishes them",
 					out.Applied.Failed, out.Applied.Done+out.Applied.Failed+out.Applied.Skipped)
@@ -146,4 +147,13 @@ func hasBackups(dir string) bool {
 			return false
 		}
 	}
+}
+
+// dedupeErr maps an error to the exit-code contract: an interrupted run (a cancelled context:
+// SIGINT or SIGTERM) is inconclusive, exit 3; anything else operational, exit 8.
+func dedupeErr(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return exitcode.Wrap(exitcode.Inconclusive, err)
+	}
+	return errAs(exitcode.Operational, err)
 }
