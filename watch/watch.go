@@ -145,15 +145,16 @@ type Watcher struct {
 	ready   atomic.Bool
 	targets []target
 
-	fs        *fsnotify.Watcher
-	boards    map[string]*boardState   // by DB path
-	dirs      map[string][]*boardState // board directory -> its boards
-	watched   map[string]bool          // directories with an inotify watch
-	wantDirs  map[string]bool          // directories whose appearance or removal triggers a sync
-	boardDirs map[string]bool          // kanban/boards (and _archived): any child directory is a board
-	needSync  bool
-	names     map[string]bool // board names in use
-	stormSeq  int64
+	fs          *fsnotify.Watcher
+	boards      map[string]*boardState   // by DB path
+	dirs        map[string][]*boardState // board directory -> its boards
+	watched     map[string]bool          // directories with an inotify watch
+	wantDirs    map[string]bool          // directories whose appearance or removal triggers a sync
+	boardDirs   map[string]bool          // kanban/boards (and _archived): any child directory is a board
+	needSync    bool
+	lastRecount time.Duration   // how long the last backup_bytes refresh took
+	names       map[string]bool // board names in use
+	stormSeq    int64
 
 	cont    *container
 	runCtx  context.Context // Run's context: actions and containment stop with it
@@ -262,7 +263,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		w.armStorm(stormTimer)
 		if !bytesArmed && w.anyDirty() {
-			bytesTimer.Reset(time.Second)
+			// At most one stat scan per second, and never more than a tenth of the time.
+			bytesTimer.Reset(max(time.Second, 10*w.lastRecount))
 			bytesArmed = true
 		}
 	}
@@ -637,6 +639,8 @@ func (w *Watcher) anyDirty() bool {
 
 // recountBytes refreshes the backup_bytes gauge of boards whose backups changed (stat only).
 func (w *Watcher) recountBytes() {
+	start := time.Now()
+	defer func() { w.lastRecount = time.Since(start) }()
 	for _, st := range w.boards {
 		if !st.dirty {
 			continue

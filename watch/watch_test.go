@@ -51,6 +51,10 @@ func TestStormOf5000BackupsIsCountedExactlyWithOneStorm(t *testing.T) {
 	if ends[0].Units != 5000 || ends[0].Storm != starts[0].Storm {
 		t.Fatalf("storm-ended %+v: want all 5000 units in storm %d", ends[0], starts[0].Storm)
 	}
+	created := r.log.all(EventBackupCreated)
+	if quiet := ends[0].Time.Sub(created[len(created)-1].Time); quiet < 700*time.Millisecond || quiet > 5*time.Second {
+		t.Fatalf("storm-ended %s after the last arrival, want the 700ms quiet window (plus scheduling)", quiet)
+	}
 	if got := r.metric(t, labels("kanban_doctor_storms_total", "default")); got != 1 {
 		t.Fatalf("storms_total = %v, want 1", got)
 	}
