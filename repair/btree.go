@@ -351,25 +351,21 @@ func (w *walker) walkTable(n uint32, lo, hi int64, depth int, v *tableVisitor) {
 		}
 		return
 	case pageTableInterior:
-		if w.interior(pg, n, hdr, lo, hi, depth, false, v) {
+		if w.interior(pg, hdr, lo, hi, depth, v) {
 			return
 		}
 		v.lose(n, lo, hi, errBadPage)
 		return
 	}
-	// Damaged page type: try it as a leaf, keeping only cells that validate, then as an interior
-	// page (whose children are validated by their own type bytes and rowid ranges).
+	// Damaged page type: try it as a leaf, keeping only cells that validate. It is never guessed to
+	// be an interior page: garbage child pointers could lead into other tables' pages. The leaves
+	// under a lost interior page are found later as unattached pages (adoptOrphans).
 	trial := &tableVisitor{maxFields: v.maxFields, row: func(int64, []any) {}}
 	var good int
 	w.scratch(func() { good = w.leafCells(pg, n, hdr, lo, hi, trial) })
 	if good > 0 {
 		got := w.leafCells(pg, n, hdr, lo, hi, v)
 		v.issues = append(v.issues, PageIssue{Page: n, Reason: fmt.Sprintf("page type byte 0x%02x damaged: read as a table leaf, %d rows validated", pg[hdr], got)})
-		return
-	}
-	lostBefore := len(v.lost)
-	if w.interior(pg, n, hdr, lo, hi, depth, true, v) && len(v.lost) == lostBefore {
-		v.issues = append(v.issues, PageIssue{Page: n, Reason: fmt.Sprintf("page type byte 0x%02x damaged: read as a table interior page", pg[hdr])})
 		return
 	}
 	v.lose(n, lo, hi, fmt.Errorf("%w (type byte 0x%02x)", errBadPage, pg[hdr]))
@@ -461,12 +457,9 @@ func (w *walker) leafCells(pg []byte, n uint32, hdr int, lo, hi int64, v *tableV
 
 // interior walks a table-interior page's children in order. It returns false when the page does
 // not look like an interior page at all.
-func (w *walker) interior(pg []byte, n uint32, hdr int, lo, hi int64, depth int, lenient bool, v *tableVisitor) bool {
-	if rc := be.Uint32(pg[hdr+8:]); lenient && (rc < 2 || rc > w.p.nPages) {
-		return false
-	}
-	ptrs, ok := w.cellPointers(pg, hdr, 12, lenient)
-	if !ok && !lenient {
+func (w *walker) interior(pg []byte, hdr int, lo, hi int64, depth int, v *tableVisitor) bool {
+	ptrs, ok := w.cellPointers(pg, hdr, 12, false)
+	if !ok {
 		return false
 	}
 	type child struct {
