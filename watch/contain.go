@@ -29,7 +29,7 @@ import (
 // name of a kept file and is removed at the next start.
 
 // linkTag marks the temporary links containment makes (inside atomicfile's temp marker).
-const linkTag = atomicfile.TempMarker + "link-"
+const linkTag = atomicfile.TempMarker + "watch-"
 
 var partSuffixes = [3]string{"", "-wal", "-shm"}
 
