@@ -153,6 +153,15 @@ func GroupContents(ctx context.Context, units []board.Unit, skip os.FileInfo, pr
 		}
 		add(id, u, c)
 	}
+	var repBytes int64
+	for _, id := range order {
+		if strings.HasPrefix(id, "xxh3:") {
+			repBytes += groups[id].Size + groups[id].WALSize
+		}
+	}
+	if progress != nil && repBytes > 0 {
+		progress.Start("SHA-256 of distinct contents", repBytes, true)
+	}
 	out := make([]Content, 0, len(order))
 	for _, id := range order {
 		c := *groups[id]

@@ -147,7 +147,11 @@ func writeBackupsMarkdown(ew *errWriter, b health.Board) {
 		ew.printf("| %s | %s | %s |\n", g.Generation, humanize.Comma(int64(g.Units)), fmtBytes(g.Bytes))
 	}
 	ew.printf("\n| content (sha256) | size | units | first | last | health |\n| --- | ---: | ---: | --- | --- | --- |\n")
-	for _, c := range bk.Contents {
+	for i, c := range bk.Contents {
+		if i == mdContentsMax {
+			ew.printf("| ... | | %s more contents | | | |\n", humanize.Comma(int64(len(bk.Contents)-i)))
+			break
+		}
 		size := fmtBytes(c.Size)
 		if c.HasWAL {
 			size += " + WAL " + fmtBytes(c.WALSize)

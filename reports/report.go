@@ -210,6 +210,13 @@ func sparkline(tl health.Timeline, p painter) string {
 	return sb.String()
 }
 
+// textContentsMax and mdContentsMax cap the distinct contents listed as text and Markdown (a storm
+// of distinct backups can hold hundreds); JSON and HTML list all.
+const (
+	textContentsMax = 20
+	mdContentsMax   = 50
+)
+
 // ReportText prints the health report for a terminal; colour when color is true.
 func ReportText(w io.Writer, r health.Report, color bool) error {
 	p := painter(color)
@@ -254,7 +261,11 @@ func ReportText(w io.Writer, r health.Report, color bool) error {
 		}
 		ew.printf("  %-10s %s\n", "backups", backupsLine(b.Backups))
 		if b.Backups.Checked {
-			for _, c := range b.Backups.Contents {
+			for i, c := range b.Backups.Contents {
+				if i == textContentsMax {
+					ew.printf("  %-10s ... %s more (--json or --html list all)\n", "", humanize.Comma(int64(len(b.Backups.Contents)-i)))
+					break
+				}
 				ew.printf("  %-10s %-16s  %s x %s  %s\n", "", shortHash(c), plural(c.Units, "unit", "units"),
 					fmtBytes(c.Size), contentHealth(c))
 			}
