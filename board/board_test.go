@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -175,23 +176,11 @@ func TestDiscoverBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if msg := err.Error(); !contains(msg, tc.path) || !contains(msg, tc.want) {
+			if msg := err.Error(); !strings.Contains(msg, tc.path) || !strings.Contains(msg, tc.want) {
 				t.Errorf("error %q should name %q and say %q", msg, tc.path, tc.want)
 			}
 		})
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestStatReadsJournalModeFromHeader(t *testing.T) {
