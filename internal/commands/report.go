@@ -55,6 +55,9 @@ func reportCommand() *cli.Command {
 				Progress:      reports.NewProgress(c.App.ErrWriter),
 			})
 			if err != nil {
+				if c.Context.Err() != nil { // interrupted: no verdict, never "corrupt" or "operational"
+					return exitcode.Wrap(exitcode.Inconclusive, err)
+				}
 				return errAs(exitcode.Operational, err)
 			}
 			if html != "" && html != "-" {

@@ -236,3 +236,19 @@ func TestReportUsageAndBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestReportCancelledIsInconclusive: an interrupted report (SIGINT/SIGTERM cancel the context)
+// exits 3, never 2 or 8.
+func TestReportCancelledIsInconclusive(t *testing.T) {
+	dir, _ := reportStorm(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := Run(ctx, []string{"kanban-doctor", "report", dir}, &out, &errb)
+	if code != exitcode.Inconclusive {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitcode.Inconclusive, errb.String())
+	}
+	if !strings.Contains(errb.String(), "context canceled") || strings.Count(errb.String(), "\n") != 1 {
+		t.Errorf("stderr %q, want one line saying the context was cancelled", errb.String())
+	}
+}
