@@ -252,3 +252,36 @@ func TestReportCancelledIsInconclusive(t *testing.T) {
 		t.Errorf("stderr %q, want one line saying the context was cancelled", errb.String())
 	}
 }
+
+// TestReportOddNamesAndSymlinks: a board in a directory with URI-special characters, reached
+// through a symlink, is reported like any other (SQLite keeps -wal/-shm beside the target).
+func TestReportOddNamesAndSymlinks(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "we ird?#%&= ü")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "kanban.db")
+	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 20, Seed: 9, WAL: true}); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "link.db")
+	if err := os.Symlink(db, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{db, dir, link} {
+		code, out, stderr := runCLI(t, "report", "--json", p)
+		if code != exitcode.OK {
+			t.Fatalf("%s: exit %d; stderr %q", p, code, stderr)
+		}
+		var doc struct {
+			Boards []struct{ DB, Verdict string }
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Boards) != 1 {
+			t.Fatalf("%s: bad JSON %v: %s", p, err, out)
+		}
+		if doc.Boards[0].Verdict != "healthy" || doc.Boards[0].DB != db {
+			t.Errorf("%s: board %+v, want healthy at %s", p, doc.Boards[0], db)
+		}
+	}
+}
