@@ -108,6 +108,9 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 	case first.ok():
 		res.Verdict = Healthy
 		return res, nil
+	case first.operational() && bypassParams(opts.Params) != "":
+		// A connection that bypasses locking may fail to open at all (nolock on a WAL board gives
+		// SQLITE_CANTOPEN): that says nothing about the file; the clean child will.
 	case first.operational():
 		return res, fmt.Errorf("%s: %w: %s", b.DB, ErrCantOpen, first.Err)
 	case !first.suspicious():

@@ -103,6 +103,7 @@ func TestCompromisedProbeIsCaughtNotBelieved(t *testing.T) {
 	}{
 		{name: "shm-open-close-loop", fdLoop: true},
 		{name: "immutable", params: []string{"immutable=1"}},
+		{name: "nolock", params: []string{"nolock=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, _ := liveBoard(t, 3000, 3)
@@ -129,7 +130,7 @@ func TestCompromisedProbeIsCaughtNotBelieved(t *testing.T) {
 				}()
 			}
 			falsePositives := 0
-			for i := 0; i < 30 && falsePositives < 2; i++ {
+			for i := 0; i < 60 && falsePositives < 2; i++ {
 				res, err := probe.Check(ctx, b, probe.Options{Params: tc.params, Backup: true, Backoff: 5 * time.Millisecond,
 					Timeout: 20 * time.Second})
 				if err != nil {
