@@ -291,12 +291,12 @@ func (p *Plan) prove(pr pair) string {
 
 // compareFiles compares two files from disk, refusing symlinks and files changed since the scan.
 func compareFiles(a, b *file) string {
-	fa, err := os.OpenFile(a.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fa, err := os.OpenFile(a.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Sprintf("open: %v", err)
 	}
 	defer fa.Close()
-	fb, err := os.OpenFile(b.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fb, err := os.OpenFile(b.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Sprintf("open kept copy: %v", err)
 	}

@@ -102,7 +102,7 @@ func f0(inv *Inventory, k *unit) string { return inv.path(k.parts[PartMain]) }
 // copyFile copies a scanned file (never through a symlink, refusing one that changed since the
 // scan) to dst through the atomic-write helper, feeding h on the way.
 func copyFile(f *file, dst string, h io.Writer) error {
-	src, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	src, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", f.Path, err)
 	}

@@ -409,6 +409,12 @@ func TestChangesBetweenScanAndApplyAreSkipped(t *testing.T) {
 	// 4: a -wal appeared beside a duplicate that had none.
 	walNew := g[0].Files[4] + "-wal"
 	os.WriteFile(walNew, []byte("new wal"), 0o644)
+	// 6: a duplicate of the last group replaced by a FIFO (opening it must not hang).
+	fifo := g[2].Files[1]
+	os.Remove(fifo)
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// 5: the kept copy of another group was replaced (new inode, same bytes).
 	keep1 := g[1].Keep
 	kb, _ := os.ReadFile(keep1)
@@ -424,7 +430,7 @@ func TestChangesBetweenScanAndApplyAreSkipped(t *testing.T) {
 	for _, pr := range res.Problems {
 		reasons[pr.Path] = pr.Reason
 	}
-	for path, want := range map[string]string{rewritten: "ctime", grown: "size changed", linked: "regular file", g[0].Files[4]: "appeared"} {
+	for path, want := range map[string]string{rewritten: "ctime", grown: "size changed", linked: "regular file", g[0].Files[4]: "appeared", fifo: "regular file"} {
 		if !strings.Contains(reasons[path], want) {
 			t.Errorf("%s: reason %q, want it to mention %q", filepath.Base(path), reasons[path], want)
 		}
@@ -434,7 +440,7 @@ func TestChangesBetweenScanAndApplyAreSkipped(t *testing.T) {
 			t.Errorf("%s: reason %q, want the kept copy's change", filepath.Base(f), reasons[f])
 		}
 	}
-	wantSkipped := 4 + (g[1].Count - 1)
+	wantSkipped := 5 + (g[1].Count - 1)
 	if res.Skipped != wantSkipped || res.Failed != 0 {
 		t.Errorf("skipped %d failed %d, want %d 0", res.Skipped, res.Failed, wantSkipped)
 	}

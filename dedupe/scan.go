@@ -341,7 +341,7 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 // hashFile hashes f (refusing symlinks and files that changed since the scan) and returns the
 // buffer for reuse; for files up to wholeMax the buffer holds the content afterwards.
 func hashFile(f *file, buf []byte) []byte {
-	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		f.state, f.why = stChanged, fmt.Sprintf("open: %v", errors.Unwrap(err))
 		return buf
