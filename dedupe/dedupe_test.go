@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -852,4 +853,42 @@ func TestCancelledApplyStopsBetweenUnits(t *testing.T) {
 		t.Fatalf("err %v, result %+v; want context.Canceled and nothing done", err, res)
 	}
 	assertSnapshot(t, dir, before)
+}
+
+// TestDryRunFindsWhatJdupesFinds uses jdupes (what users reach for) as the oracle: the files in
+// our groups, companions included, are exactly the files jdupes -r lists in duplicate sets.
+func TestDryRunFindsWhatJdupesFinds(t *testing.T) {
+	jdupes, err := exec.LookPath("jdupes")
+	if err != nil {
+		t.Skip("jdupes not installed")
+	}
+	dir, _ := copyStorm(t)
+	out, err := exec.Command(jdupes, "-r", "-q", dir).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l != "" {
+			want = append(want, l)
+		}
+	}
+	var got []string
+	for _, g := range scanPlan(t, dir, false, dedupe.PlanOptions{}).Report.Groups {
+		for _, f := range g.Files {
+			got = append(got, f)
+			if g.WALHash != "" {
+				got = append(got, f+"-wal")
+			}
+			if g.SHMHash != "" {
+				got = append(got, f+"-shm")
+			}
+		}
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || len(got) == 0 {
+		t.Fatalf("dedupe lists %d files, jdupes %d:\n%s\n---\n%s", len(got), len(want), strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	t.Logf("both list the same %d files", len(got))
 }
