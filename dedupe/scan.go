@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,9 +47,17 @@ func Scan(ctx context.Context, boards []board.Board, opts Options) (*Inventory, 
 		}
 	}
 	inv.sortUnits()
-	if err := inv.hash(ctx, inv.candidates(), opts); err != nil {
+	cand := inv.candidates()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Debug("scanned backups", "dirs", len(inv.Dirs), "units", len(inv.units), "files", inv.Files,
+		"bytes", inv.Bytes, "orphans", len(inv.orphans), "temps", len(inv.Temps), "to_hash", len(cand))
+	if err := inv.hash(ctx, cand, opts); err != nil {
 		return nil, err
 	}
+	log.Debug("hashed backups", "bytes", inv.Hashed, "in_memory_proofs", len(inv.reps))
 	return inv, nil
 }
 
