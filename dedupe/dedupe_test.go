@@ -39,7 +39,11 @@ func init() {
 
 func TestMain(m *testing.M) {
 	reexec.Init()
-	os.Exit(m.Run())
+	code := m.Run()
+	if templDir != "" {
+		os.RemoveAll(templDir)
+	}
+	os.Exit(code)
 }
 
 // runApplyChild is a separate process running a full apply: args are action, to, dir.
