@@ -110,8 +110,36 @@ type Result struct {
 	DryRun bool `json:"dry_run,omitempty"`
 }
 
-// requireDatabase checks path is a regular, non-empty SQLite file from its header, before any
-// connection is opened (so reading it drops no lock of ours).
+// requireBoard checks, by stat alone, that the live board at path is a regular, non-empty file.
+// Whether it is a SQLite database is left to SQLite: the caller may hold a connection to the
+// board, and opening and closing its file here would drop that connection's locks.
+func requireBoard(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s: is a directory, not a database file", path)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", path)
+	}
+	if fi.Size() == 0 {
+		return fmt.Errorf("%s: empty file, %w", path, ErrNotDatabase)
+	}
+	return nil
+}
+
+// notDatabase names a board SQLite refused as not a database.
+func notDatabase(path string, err error) error {
+	if sqlitex.Classify(err) == sqlitex.KindNotADatabase {
+		return fmt.Errorf("%s: %w (%s)", path, ErrNotDatabase, sqliteMessage(err))
+	}
+	return err
+}
+
+// requireDatabase checks that a file that is not a live board (the file to restore from) is a
+// regular, non-empty SQLite file, reading its header before any connection to it is opened.
 func requireDatabase(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -181,7 +209,7 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	if o.Compact {
 		res.Method = MethodVacuumInto
 	}
-	if err := requireDatabase(dbPath); err != nil {
+	if err := requireBoard(dbPath); err != nil {
 		return res, err
 	}
 	dir, fixed, err := destination(dbPath, o.Out)
@@ -220,7 +248,7 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 		pps = -1
 	}
 	if err := copyInto(ctx, dbPath, f.TempPath(), o.Compact, pps, o.BusyTimeout, snapshotPragmas...); err != nil {
-		return res, err
+		return res, notDatabase(dbPath, err)
 	}
 	if err := makeRollback(f.File); err != nil {
 		return res, err

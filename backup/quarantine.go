@@ -21,7 +21,8 @@ import (
 // content nothing new is written and created is false, so repeated calls never make a storm.
 //
 // Only when SQLite cannot read the file at all (not a database, or the copy itself fails on
-// damage) is the main file copied byte for byte, with no connection of ours open.
+// damage) is the main file copied byte for byte, with no connection of ours open. That fallback
+// opens the board's file directly: callers must not hold a connection to the board themselves.
 func Quarantine(ctx context.Context, dbPath string) (path string, created bool, err error) {
 	if err := requireFile(dbPath); err != nil {
 		return "", false, err
@@ -38,7 +39,7 @@ func Quarantine(ctx context.Context, dbPath string) (path string, created bool, 
 		return "", false, err
 	}
 	defer f.Abort()
-	err = requireDatabase(dbPath)
+	err = requireBoard(dbPath)
 	if err == nil {
 		err = copyInto(ctx, dbPath, f.TempPath(), false, DefaultPagesPerStep, 0)
 	}

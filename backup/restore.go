@@ -112,7 +112,7 @@ func Restore(ctx context.Context, from, dbPath string, o Options) (RestoreResult
 	if err := requireDatabase(from); err != nil {
 		return res, err
 	}
-	if err := requireFile(dbPath); err != nil {
+	if err := requireBoard(dbPath); err != nil && !(o.Offline && errors.Is(err, ErrNotDatabase)) {
 		return res, err
 	}
 	if sameFile(from, dbPath) {
@@ -134,18 +134,20 @@ func Restore(ctx context.Context, from, dbPath string, o Options) (RestoreResult
 	res.FromTasks, res.FromPages = fi.tasks, fi.pages
 	res.Plan = append(res.Plan, fmt.Sprintf("check %s: integrity_check ok, kanban schema, %d tasks", from, fi.tasks))
 
-	// The board's header, read while no connection of ours is open.
-	hdr, hdrErr := board.ReadHeader(dbPath)
-	if hdrErr != nil && !o.Offline {
-		return res, fmt.Errorf("%s: %v: an online restore needs SQLite to open the board; use --offline", dbPath, hdrErr)
-	}
-	wal := hdrErr == nil && hdr.WriteVersion == 2
 	sidecars := []string{dbPath + "-wal", dbPath + "-shm"}
 	if res.Openers, err = FindOpeners(append([]string{dbPath}, sidecars...)...); err != nil {
 		return res, err
 	}
 	if o.Offline && res.Openers.InUse() {
 		return res, inUseError(dbPath, res.Openers)
+	}
+	// Offline, nobody (this process included) has the board open, so its header may be read
+	// directly. Online, the board is only ever read through SQLite.
+	wal := false
+	if o.Offline {
+		if hdr, err := board.ReadHeader(dbPath); err == nil {
+			wal = hdr.WriteVersion == 2
+		}
 	}
 	res.Plan = append(res.Plan, fmt.Sprintf("back up %s to %s (a quarantine copy %s if it is too damaged to back up)",
 		dbPath, filepath.Join(filepath.Dir(dbPath), Name(filepath.Base(dbPath), o.now(), "<sha256>")), board.FormatContent(filepath.Base(dbPath), "<sha256>")))
@@ -216,8 +218,12 @@ func backupBefore(ctx context.Context, dbPath string, o Options, res *RestoreRes
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	notDB := errors.Is(err, ErrNotDatabase)
+	if notDB && !o.Offline {
+		return fmt.Errorf("%w; an online restore needs SQLite to open the board: use --offline", err)
+	}
 	k := sqlitex.Classify(err)
-	if !errors.Is(err, ErrCheckFailed) && !errors.Is(err, board.ErrNotDatabase) && k != sqlitex.KindCorrupt && k != sqlitex.KindNotADatabase {
+	if !notDB && !errors.Is(err, ErrCheckFailed) && k != sqlitex.KindCorrupt && k != sqlitex.KindNotADatabase {
 		return fmt.Errorf("back up %s before restoring: %w", dbPath, err)
 	}
 	q, _, qerr := Quarantine(ctx, dbPath)
@@ -248,6 +254,9 @@ func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
 		return step(ctx, rs.NewRestore, sqlitex.DSN(from, sqlitex.Options{}), o.PagesPerStep)
 	})
 	if err != nil {
+		if sqlitex.Classify(err) == sqlitex.KindNotADatabase {
+			return fmt.Errorf("restore into %s: %w (%s); an online restore needs SQLite to open the board: use --offline", dbPath, ErrNotDatabase, sqliteMessage(err))
+		}
 		if sqlitex.Primary(err) == 8 { // SQLITE_READONLY: a WAL board with another page size
 			return fmt.Errorf("restore %s into %s: %w (page sizes differ on a WAL board? use --offline)", from, dbPath, err)
 		}

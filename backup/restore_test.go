@@ -203,3 +203,36 @@ func TestRestoreDryRunChangesNothing(t *testing.T) {
 		t.Fatal("dry run changed the board or its directory")
 	}
 }
+
+// A board whose header is destroyed cannot be restored through SQLite: online is refused with a
+// pointer to --offline, and offline quarantines the bytes and replaces the file.
+func TestRestoreOfBoardSQLiteCannotOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := genBoard(t, dir, 200, false)
+	bk, err := Snapshot(ctx, db, Options{Out: filepath.Join(dir, "bk.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(db, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("this is no longer"), 0) // header magic gone
+	f.Close()
+	damaged := sha256File(t, db)
+	_, err = Restore(ctx, bk.Path, db, Options{})
+	if !errors.Is(err, ErrNotDatabase) || !strings.Contains(err.Error(), "use --offline") {
+		t.Fatalf("online restore of a non-database board: %v", err)
+	}
+	res, err := Restore(ctx, bk.Path, db, Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Quarantined == "" || sha256File(t, res.Quarantined) != damaged {
+		t.Fatalf("the damaged bytes were not kept: %+v", res)
+	}
+	if got := taskIDs(t, db); len(got) != 200 || cliCheck(t, db) != "ok" {
+		t.Fatalf("after offline restore: %d tasks", len(got))
+	}
+}
