@@ -56,19 +56,9 @@ func (f *File) Retarget(final string) error {
 
 // Commit fsyncs the data, renames it over the final name and fsyncs the directory.
 func (f *File) Commit() error {
-	if f.done {
-		return fmt.Errorf("commit %s: already finished", f.final)
-	}
-	f.done = true
-	tmp := f.File.Name()
-	if err := f.File.Sync(); err != nil {
-		f.File.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.File.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("close %s: %w", tmp, err)
+	tmp, err := f.finish()
+	if err != nil {
+		return err
 	}
 	return Publish(tmp, f.final)
 }
@@ -76,19 +66,9 @@ func (f *File) Commit() error {
 // CommitNoReplace is Commit that refuses to replace an existing final name: it links the temp file
 // to the final name (failing with os.ErrExist if present), then removes the temp name.
 func (f *File) CommitNoReplace() error {
-	if f.done {
-		return fmt.Errorf("commit %s: already finished", f.final)
-	}
-	f.done = true
-	tmp := f.File.Name()
-	if err := f.File.Sync(); err != nil {
-		f.File.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.File.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("close %s: %w", tmp, err)
+	tmp, err := f.finish()
+	if err != nil {
+		return err
 	}
 	if err := os.Link(tmp, f.final); err != nil {
 		os.Remove(tmp)
@@ -98,6 +78,25 @@ func (f *File) CommitNoReplace() error {
 		return fmt.Errorf("remove %s: %w", tmp, err)
 	}
 	return SyncDir(filepath.Dir(f.final))
+}
+
+// finish syncs and closes the temporary file once, removing it on failure, and returns its name.
+func (f *File) finish() (string, error) {
+	if f.done {
+		return "", fmt.Errorf("commit %s: already finished", f.final)
+	}
+	f.done = true
+	tmp := f.File.Name()
+	if err := f.File.Sync(); err != nil {
+		f.File.Close()
+		os.Remove(tmp)
+		return "", fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.File.Close(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("close %s: %w", tmp, err)
+	}
+	return tmp, nil
 }
 
 // Abort removes the temporary file. It is safe to call after Commit.
