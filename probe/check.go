@@ -178,6 +178,17 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 		res.inconclusive(b, ca, "the clean child process could not confirm: ")
 		return res, nil
 	}
+	if h := splitGeneration(res.Hazards); h != nil {
+		// Processes that write through a deleted -wal/-shm checkpoint into the main file without
+		// any lock the child can see: even a clean reader may read torn pages. Not a verdict.
+		res.Verdict = Inconclusive
+		res.Child = "damage seen, not trusted: " + res.Child
+		res.Findings = append(res.Findings, Finding{Code: "unconfirmable", Severity: "warning",
+			Message: fmt.Sprintf("the clean child also saw %q, but %s: their checkpoints bypass every lock a reader can take, "+
+				"so neither answer can be trusted", ca.summary(), h.Message),
+			Hint: "restart the processes named in the hazard, then run kanban-doctor verify again"})
+		return res, nil
+	}
 	res.Verdict = Corrupt
 	res.Class = reply.Class
 	h := hint(res.Class, b.DB)
@@ -210,6 +221,19 @@ func checkPass(ctx context.Context, c *sql.Conn, path string, full bool, conn sq
 		return runPass(ctx, c, pragmaFor(true, ""))
 	}
 	return quickPass(ctx, c, path, conn, workers)
+}
+
+// splitGeneration returns the hazard that says some process uses another generation of the -wal
+// or -shm than a new connection would (deleted inodes held open, or a WAL board whose -wal was
+// deleted under open processes), or nil.
+func splitGeneration(hz []Hazard) *Hazard {
+	for i, h := range hz {
+		switch h.Code {
+		case HazardDeletedWAL, HazardDeletedSHM, HazardWALMissing:
+			return &hz[i]
+		}
+	}
+	return nil
 }
 
 // confirmsDamage reports a clean answer that shows real damage (not merely an error).
