@@ -16,6 +16,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 )
 
 // snapshotChild is a child process that takes one Snapshot of args[0] into args[1] (the kill test).
@@ -49,7 +50,7 @@ func genBoard(t testing.TB, dir string, n int, wal bool) string {
 // cliCheck runs integrity_check under the C sqlite3 CLI (read-only), the oracle for our copies.
 func cliCheck(t testing.TB, path string) string {
 	t.Helper()
-	out, err := exec.Command("sqlite3", "-readonly", path, "PRAGMA integrity_check").CombinedOutput()
+	out, err := exec.Command(testenv.Tool(t, "sqlite3"), "-readonly", path, "PRAGMA integrity_check").CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("sqlite3 failed: %v: %s", err, out)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 	"github.com/kanban-doctor/kanban-doctor/internal/stormgen"
+	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 )
 
 const (
@@ -862,10 +863,7 @@ func TestCancelledApplyStopsBetweenUnits(t *testing.T) {
 // TestDryRunFindsWhatJdupesFinds uses jdupes (what users reach for) as the oracle: the files in
 // our groups, companions included, are exactly the files jdupes -r lists in duplicate sets.
 func TestDryRunFindsWhatJdupesFinds(t *testing.T) {
-	jdupes, err := exec.LookPath("jdupes")
-	if err != nil {
-		t.Skip("jdupes not installed")
-	}
+	jdupes := testenv.Tool(t, "jdupes")
 	dir, _ := copyStorm(t)
 	out, err := exec.Command(jdupes, "-r", "-q", dir).Output()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 	"github.com/kanban-doctor/kanban-doctor/probe"
 )
 
@@ -222,10 +223,7 @@ func countsOf(t *testing.T, path string) map[string]int64 {
 // per table as the sqlite3 CLI's .dump recovers (loaded into a fresh database). The per-fixture
 // totals it logs are the README table.
 func TestRowsAtLeastDump(t *testing.T) {
-	sqlite3, err := exec.LookPath("sqlite3")
-	if err != nil {
-		t.Skip("sqlite3 CLI not installed")
-	}
+	sqlite3 := testenv.Tool(t, "sqlite3")
 	fx, err := fixture.All()
 	if err != nil {
 		t.Fatal(err)

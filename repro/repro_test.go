@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
+	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -83,9 +83,7 @@ func TestCIRulesPassOnTheDefaultMatrix(t *testing.T) {
 // integrity_check, a correct locked reader): no false positive in clean, and it does catch the
 // injected damage, so the exec: contract works both ways.
 func TestExecGuardSqlite3CLI(t *testing.T) {
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Skip("sqlite3 CLI not installed")
-	}
+	testenv.Tool(t, "sqlite3")
 	script := filepath.Join(t.TempDir(), "guard.sh")
 	// A correct guard waits for locks (.timeout) instead of calling a busy board corrupt.
 	os.WriteFile(script, []byte("#!/bin/sh\nout=$(sqlite3 -cmd '.timeout 10000' \"$1\" 'PRAGMA integrity_check') || exit 1\n[ \"$out\" = ok ]\n"), 0o755)
