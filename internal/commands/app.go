@@ -42,14 +42,15 @@ func New(stdout, stderr io.Writer) *cli.App {
 			"PATH is a kanban.db, a board directory or a hermes root; with none: $HERMES_KANBAN_DB,\n" +
 			"else $HERMES_KANBAN_HOME, else ~/.hermes.\n",
 		Commands: []*cli.Command{
+			// what is there, what state it is in, then what acts on it, then over time
 			boardsCommand(),
-			reportCommand(),
 			verifyCommand(),
-			dedupeCommand(),
+			reportCommand(),
 			backupCommand(), restoreCommand(),
+			dedupeCommand(),
+			repairCommand(),
 			watchCommand(),
 			reproCommand(),
-			repairCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
