@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
+	"github.com/kanban-doctor/kanban-doctor/internal/procfs"
 )
 
 // Hazard codes (a contract: README, JSON).
@@ -36,58 +37,17 @@ type holder struct {
 	stale bool   // the descriptor's inode is deleted or no longer the file at that path
 }
 
-// scanHolders walks /proc/*/fd for descriptors of the board's files. It only stats and readlinks:
-// no board file is opened.
+// scanHolders lists the processes holding the board's files open (internal/procfs: it only stats
+// and reads links, no board file is opened), one holder per pid, role and staleness.
 func scanHolders(b board.Board) []holder {
 	roles := map[string]string{b.DB: "db", b.WAL: "wal", b.SHM: "shm", b.InitLock: "initlock"}
-	cur := map[string]uint64{}
-	for p := range roles {
-		if fi, err := os.Stat(p); err == nil {
-			cur[p] = fi.Sys().(*syscall.Stat_t).Ino
-		}
-	}
-	procs, err := os.ReadDir("/proc")
+	s, err := procfs.Holders(b.DB, b.WAL, b.SHM, b.InitLock)
 	if err != nil {
 		return nil
 	}
-	var out []holder
-	for _, pe := range procs {
-		pid, err := strconv.Atoi(pe.Name())
-		if err != nil {
-			continue
-		}
-		fdDir := filepath.Join("/proc", pe.Name(), "fd")
-		fds, err := os.ReadDir(fdDir)
-		if err != nil {
-			continue
-		}
-		seen := map[string]bool{}
-		for _, fe := range fds {
-			link, err := os.Readlink(filepath.Join(fdDir, fe.Name()))
-			if err != nil || !strings.HasPrefix(link, "/") {
-				continue
-			}
-			deleted := strings.HasSuffix(link, " (deleted)")
-			path := strings.TrimSuffix(link, " (deleted)")
-			role, ok := roles[path]
-			if !ok {
-				continue
-			}
-			stale := deleted
-			if !stale {
-				if fi, err := os.Stat(filepath.Join(fdDir, fe.Name())); err == nil {
-					if ino, ok := cur[path]; ok && fi.Sys().(*syscall.Stat_t).Ino != ino {
-						stale = true
-					}
-				}
-			}
-			key := fmt.Sprint(role, stale)
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			out = append(out, holder{pid: pid, role: role, stale: stale})
-		}
+	out := make([]holder, 0, len(s.Holders))
+	for _, h := range s.Holders {
+		out = append(out, holder{pid: h.Pid, role: roles[h.Path], stale: h.Stale})
 	}
 	return out
 }
