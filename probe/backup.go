@@ -11,36 +11,16 @@ import (
 	"os"
 	"path/filepath"
 
-	"modernc.org/sqlite"
-
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 )
 
-// backupTo copies the database behind src into the file dst (which must be new or empty) with
-// SQLite's online backup API: a consistent snapshot read under SQLite's locks, corrupt pages
-// copied verbatim.
+// backupTo copies the database behind src into the file dst (new or empty) with SQLite's online
+// backup API in one step: the whole copy under one read lock, so concurrent writers cannot make it
+// restart; corrupt pages are copied verbatim.
 func backupTo(ctx context.Context, src *sql.Conn, dst string) error {
-	uri := "file:" + sqlitex.EscapePath(dst) + "?mode=rwc"
-	return src.Raw(func(dc any) error {
-		b, ok := dc.(interface {
-			NewBackup(string) (*sqlite.Backup, error)
-		})
-		if !ok {
-			return errors.New("driver connection has no backup API")
-		}
-		bk, err := b.NewBackup(uri)
-		if err != nil {
-			return err
-		}
-		// One step: the whole copy under one read lock, so concurrent writers cannot make it restart.
-		if _, err := bk.Step(-1); err != nil {
-			bk.Finish()
-			return err
-		}
-		return bk.Finish()
-	})
+	return sqlitex.BackupTo(ctx, src, "file:"+sqlitex.EscapePath(dst)+"?mode=rwc", 0)
 }
 
 // Quarantine writes a backup-API copy of the database behind src beside dbPath, atomically, as

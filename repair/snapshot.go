@@ -3,23 +3,15 @@ package repair
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
-
-	"modernc.org/sqlite"
 
 	"github.com/kanban-doctor/kanban-doctor/backup"
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 )
-
-type backuper interface {
-	NewBackup(dstURI string) (*sqlite.Backup, error)
-}
 
 // pagesPerStep is how many pages one backup step copies between context checks.
 const pagesPerStep = 4096
@@ -44,14 +36,7 @@ func snapshot(ctx context.Context, src string, dst *atomicfile.File, busyTimeout
 		return fmt.Errorf("read %s: %w", src, err)
 	}
 	uri := sqlitex.DSN(dst.TempPath(), sqlitex.Options{ReadWrite: true, BusyTimeout: -1, Pragmas: []string{"journal_mode(OFF)", "synchronous(OFF)"}})
-	err = conn.Raw(func(dc any) error {
-		bk, ok := dc.(backuper)
-		if !ok {
-			return errors.New("driver has no backup API")
-		}
-		return step(ctx, bk.NewBackup, uri)
-	})
-	if err != nil {
+	if err := sqlitex.BackupTo(ctx, conn, uri, pagesPerStep); err != nil {
 		return fmt.Errorf("snapshot %s: %w", src, err)
 	}
 	conn.ExecContext(context.Background(), "ROLLBACK")
@@ -59,46 +44,7 @@ func snapshot(ctx context.Context, src string, dst *atomicfile.File, busyTimeout
 		return err
 	}
 	removeCompanions(dst.TempPath())
-	return markRollback(dst.File)
-}
-
-// step runs a backup or restore to completion, checking ctx between steps.
-func step(ctx context.Context, open func(string) (*sqlite.Backup, error), uri string) error {
-	b, err := open(uri)
-	if err != nil {
-		return err
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			b.Finish()
-			return err
-		}
-		more, err := b.Step(pagesPerStep)
-		if err != nil {
-			b.Finish()
-			return err
-		}
-		if !more {
-			break
-		}
-	}
-	return b.Finish()
-}
-
-// markRollback sets header bytes 18-19 of our own finished copy from 2 (WAL) to 1, as VACUUM
-// INTO does, so the copy is one self-contained file. No connection to it is open.
-func markRollback(f *os.File) error {
-	var b [2]byte
-	if _, err := f.ReadAt(b[:], 18); err != nil {
-		return fmt.Errorf("read header of %s: %w", f.Name(), err)
-	}
-	if b[0] != 2 || b[1] != 2 {
-		return nil
-	}
-	if _, err := f.WriteAt([]byte{1, 1}, 18); err != nil {
-		return fmt.Errorf("write header of %s: %w", f.Name(), err)
-	}
-	return nil
+	return sqlitex.MarkRollback(dst.File)
 }
 
 // countRows counts the rows of every ordinary table on conn (table scans, no index trusted).
