@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -543,12 +544,22 @@ func TestKilledMidRepair(t *testing.T) {
 	if killedMidway == 0 {
 		t.Fatalf("no kill landed while the repair was writing its temp files")
 	}
+	// Each run cleans the temps an earlier killed run left, so what is left now is the last
+	// killed run's debris (none if the last kill came before it created any).
+	var leftover []string
+	if ents, _ := os.ReadDir(outDir); len(ents) > 0 {
+		for _, e := range ents {
+			leftover = append(leftover, filepath.Join(outDir, e.Name()))
+		}
+	}
 	res, err := Repair(context.Background(), board.New("t", db), Options{Out: out, Static: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Cleaned) == 0 {
-		t.Errorf("the killed runs' temps were not cleaned")
+	sort.Strings(leftover)
+	sort.Strings(res.Cleaned)
+	if !reflect.DeepEqual(res.Cleaned, leftover) && !(len(leftover) == 0 && len(res.Cleaned) == 0) {
+		t.Errorf("cleaned %v, want the killed runs' leftovers %v", res.Cleaned, leftover)
 	}
 	if got := integrity(t, out); got != "ok" {
 		t.Fatalf("output after the kills: %s", got)
