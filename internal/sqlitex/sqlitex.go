@@ -61,6 +61,9 @@ func DSN(path string, opts Options) string {
 		q = append(q, "mode=rw")
 	}
 	q = append(q, opts.Params...)
+	// Without _error_rc modernc may append the handle's stale message to a different result code
+	// ("database is locked: not an error (5)"); with it, the message always matches the code.
+	q = append(q, "_error_rc=1")
 	bt := opts.BusyTimeout
 	if bt == 0 {
 		bt = 5000
