@@ -55,6 +55,10 @@ type Options struct {
 	Keep int
 	// PagesPerStep is the backup step size (0: DefaultPagesPerStep; negative: all in one step).
 	PagesPerStep int
+	// MemoryLimit is the largest board (bytes) a backup-API snapshot copies into memory first, to
+	// write, hash and check it side by side (0: MemoryCopyLimit; negative: never, always copy
+	// straight into the temp file).
+	MemoryLimit int64
 	// BusyTimeout in milliseconds for the connections to the board (0: 5000 for backups, 120000 for
 	// an online restore, which waits on writers for the write lock).
 	BusyTimeout int
@@ -74,6 +78,13 @@ func (o Options) logger() *slog.Logger {
 		return o.Logger
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func (o Options) memoryLimit() int64 {
+	if o.MemoryLimit == 0 {
+		return MemoryCopyLimit
+	}
+	return max(o.MemoryLimit, 0)
 }
 
 func (o Options) now() time.Time {
@@ -247,13 +258,7 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	if pps < 0 {
 		pps = -1
 	}
-	if err := copyInto(ctx, dbPath, f.TempPath(), o.Compact, pps, o.BusyTimeout, snapshotPragmas...); err != nil {
-		return res, notDatabase(dbPath, err)
-	}
-	if err := makeRollback(f.File); err != nil {
-		return res, err
-	}
-	findings, pageSize, pages, sum, size, err := checkAndHash(ctx, f)
+	findings, pageSize, pages, sum, size, err := copyCheckHash(ctx, dbPath, f, o.Compact, pps, o.BusyTimeout, o.memoryLimit())
 	if k := sqlitex.Classify(err); k == sqlitex.KindCorrupt || k == sqlitex.KindNotADatabase {
 		findings, err = []string{err.Error()}, nil
 	}

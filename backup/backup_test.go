@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
+	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 )
 
 func TestNameRoundTrip(t *testing.T) {
@@ -46,20 +48,24 @@ func TestParseNameRejectsForeignNames(t *testing.T) {
 
 func TestSnapshotWritesCheckedContentAddressedCopy(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		wal     bool
-		compact bool
-		method  string
+		name     string
+		wal      bool
+		compact  bool
+		memLimit int64 // 0: through memory; -1: straight into the temp file
+		method   string
 	}{
-		{"rollback board, backup API", false, false, MethodBackupAPI},
-		{"WAL board, backup API", true, false, MethodBackupAPI},
-		{"WAL board, VACUUM INTO", true, true, MethodVacuumInto},
+		{"rollback board, backup API through memory", false, false, 0, MethodBackupAPI},
+		{"WAL board, backup API through memory", true, false, 0, MethodBackupAPI},
+		{"rollback board, backup API into the file", false, false, -1, MethodBackupAPI},
+		{"WAL board, backup API into the file", true, false, -1, MethodBackupAPI},
+		{"WAL board, backup API over the memory limit", true, false, 4096, MethodBackupAPI},
+		{"WAL board, VACUUM INTO", true, true, 0, MethodVacuumInto},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			db := genBoard(t, dir, 300, tc.wal)
 			want := taskIDs(t, db)
-			r, err := Snapshot(context.Background(), db, Options{Compact: tc.compact})
+			r, err := Snapshot(context.Background(), db, Options{Compact: tc.compact, MemoryLimit: tc.memLimit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,20 +205,68 @@ func TestSnapshotBadInputIsOneClearError(t *testing.T) {
 }
 
 func TestSnapshotOfDamagedBoardFailsCheckAndNamesNothing(t *testing.T) {
-	dir := t.TempDir()
-	db := genBoard(t, dir, 400, false)
-	zeroPageType(t, db, leafPage(t, db, "tasks"), 4096)
-	_, err := Snapshot(context.Background(), db, Options{})
-	if !errors.Is(err, ErrCheckFailed) {
-		t.Fatalf("err = %v, want ErrCheckFailed", err)
-	}
-	if l, _ := List(dir, "kanban.db"); len(l) != 0 {
-		t.Fatalf("a copy that failed its check got a final name: %v", l)
-	}
-	for _, n := range dirNames(t, dir) {
-		if atomicfile.IsTemp(n) {
-			t.Errorf("temp left behind: %s", n)
+	for _, memLimit := range []int64{0, -1} { // through memory, straight into the file
+		dir := t.TempDir()
+		db := genBoard(t, dir, 400, false)
+		zeroPageType(t, db, leafPage(t, db, "tasks"), 4096)
+		_, err := Snapshot(context.Background(), db, Options{MemoryLimit: memLimit})
+		if !errors.Is(err, ErrCheckFailed) {
+			t.Fatalf("memory limit %d: err = %v, want ErrCheckFailed", memLimit, err)
 		}
+		if l, _ := List(dir, "kanban.db"); len(l) != 0 {
+			t.Fatalf("memory limit %d: a copy that failed its check got a final name: %v", memLimit, l)
+		}
+		for _, n := range dirNames(t, dir) {
+			if atomicfile.IsTemp(n) {
+				t.Errorf("memory limit %d: temp left behind: %s", memLimit, n)
+			}
+		}
+	}
+}
+
+// The copy made through memory is byte for byte the copy the backup API writes into a file, also
+// when the newest pages are still in the board's -wal (a reader holds it open, so it is not
+// checkpointed away).
+func TestSnapshotThroughMemoryIsTheFileCopyByteForByte(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := genBoard(t, dir, 300, true)
+	hold, err := sql.Open("sqlite", sqlitex.DSN(db, sqlitex.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	if err := hold.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, db, "UPDATE tasks SET title = title || ' (edited)' WHERE rowid % 3 = 0")
+	if fi, err := os.Stat(db + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("no pages in the -wal to copy: %v", err)
+	}
+	want := taskIDs(t, db)
+	var sums []string
+	for _, memLimit := range []int64{0, -1} {
+		out := t.TempDir()
+		r, err := Snapshot(ctx, db, Options{Out: out, MemoryLimit: memLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sha256File(t, r.Path); got != r.SHA256 {
+			t.Fatalf("memory limit %d: file sha256 %s, result %s", memLimit, got, r.SHA256)
+		}
+		if got := cliCheck(t, r.Path); got != "ok" {
+			t.Fatalf("memory limit %d: integrity_check %s", memLimit, got)
+		}
+		if got := taskIDs(t, r.Path); len(got) != len(want) {
+			t.Fatalf("memory limit %d: %d tasks, board %d", memLimit, len(got), len(want))
+		}
+		if edited := countEdited(t, r.Path); edited == 0 || edited != countEdited(t, db) {
+			t.Fatalf("memory limit %d: %d edited tasks, board %d: the -wal's pages are missing", memLimit, edited, countEdited(t, db))
+		}
+		sums = append(sums, r.SHA256)
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("through memory %s, into the file %s: not the same bytes", sums[0], sums[1])
 	}
 }
 
@@ -295,4 +349,20 @@ func TestSnapshotDryRunWritesAndRemovesNothing(t *testing.T) {
 	if got := dirNames(t, dir); strings.Join(got, ",") != strings.Join(names, ",") {
 		t.Fatalf("dry run changed the directory: %v -> %v", names, got)
 	}
+}
+
+// countEdited counts the tasks TestSnapshotThroughMemoryIsTheFileCopyByteForByte edited.
+func countEdited(t *testing.T, path string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, closeFn, err := sqlitex.Conn(ctx, path, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM tasks WHERE title LIKE '%(edited)'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
