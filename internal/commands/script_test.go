@@ -106,7 +106,9 @@ func cmdAsNobody(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		got = ee.ExitCode()
 	}
-	ts.Logf("[stderr]\n%s", errb.String())
+	// Hand the output to testscript, so the stdout and stderr commands after asnobody check it.
+	fmt.Fprint(ts.Stdout(), out.String())
+	fmt.Fprint(ts.Stderr(), errb.String())
 	if got != want {
 		ts.Fatalf("exit status %d, want %d", got, want)
 	}
