@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -47,15 +48,19 @@ func boardsCommand() *cli.Command {
 }
 
 // discoverAll resolves each PATH argument (or the default location) to boards. A PATH that is a
-// file must be a SQLite database (or empty); anything else is an operational error naming it.
+// file must be a SQLite database (or empty, or named kanban.db); anything else is an operational
+// error naming it.
 func discoverAll(paths []string, opts board.Options) ([]board.Board, error) {
 	if len(paths) == 0 {
 		paths = []string{""}
 	}
 	var all []board.Board
 	for _, p := range paths {
+		// A file at a board's DB path (kanban.db) is a board whatever its header says: a damaged
+		// board is what report, restore, dedupe-backups and watch are for (verify and repair call
+		// it corrupt, not-a-database). Any other file named must be a SQLite database.
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
-			if err := requireDatabase(p); err != nil {
+			if err := requireDatabase(p); err != nil && !(errors.Is(err, board.ErrNotDatabase) && filepath.Base(p) == board.DBName) {
 				return nil, err
 			}
 		}
@@ -73,6 +78,10 @@ func requireDatabase(path string) error {
 	if _, err := board.ReadHeader(path); err != nil {
 		if errors.Is(err, board.ErrNotDatabase) {
 			return exitcode.Errorf(exitcode.Operational, "%s: %w", path, err)
+		}
+		var pe *os.PathError // "open PATH: permission denied" would name the path twice
+		if errors.As(err, &pe) && pe.Path == path {
+			err = pe.Err
 		}
 		return exitcode.Wrap(exitcode.Operational, fmt.Errorf("%s: %w", path, err))
 	}
