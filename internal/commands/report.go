@@ -40,6 +40,9 @@ func reportCommand() *cli.Command {
 			if html == "-" && (c.Bool("json") || c.Bool("markdown")) {
 				return exitcode.Errorf(exitcode.Usage, "report: --html - prints HTML on stdout; it cannot be combined with --json or --markdown")
 			}
+			if html != "" && html != "-" && isDir(html) {
+				return exitcode.Errorf(exitcode.Usage, "report: --html %s: is a directory; name the HTML file to write", html)
+			}
 			if c.Int("min-burst") < 2 || c.Duration("burst-gap") <= 0 {
 				return exitcode.Errorf(exitcode.Usage, "report: --min-burst must be at least 2 and --burst-gap positive")
 			}
