@@ -257,6 +257,9 @@ func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
 		if sqlitex.Classify(err) == sqlitex.KindNotADatabase {
 			return fmt.Errorf("restore into %s: %w (%s); an online restore needs SQLite to open the board: use --offline", dbPath, ErrNotDatabase, sqliteMessage(err))
 		}
+		if sqlitex.Classify(err) == sqlitex.KindCorrupt { // the damaged board is backed up; SQLite cannot write over it
+			return fmt.Errorf("restore %s into %s: %w (the board is too damaged for SQLite to restore into it: use --offline)", from, dbPath, err)
+		}
 		if sqlitex.Primary(err) == 8 { // SQLITE_READONLY: a WAL board with another page size
 			return fmt.Errorf("restore %s into %s: %w (page sizes differ on a WAL board? use --offline)", from, dbPath, err)
 		}

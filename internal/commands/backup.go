@@ -35,6 +35,9 @@ func backupCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return exitcode.Errorf(exitcode.Usage, "backup takes one PATH, got %d", c.NArg())
 			}
+			if c.Int("busy-timeout") < 0 {
+				return exitcode.Errorf(exitcode.Usage, "--busy-timeout must not be negative")
+			}
 			if c.IsSet("keep") && c.Int("keep") < 1 {
 				return exitcode.Errorf(exitcode.Usage, "--keep must be at least 1")
 			}

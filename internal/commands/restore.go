@@ -34,6 +34,9 @@ func restoreCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return exitcode.Errorf(exitcode.Usage, "restore takes one PATH (the board to restore into), got %d", c.NArg())
 			}
+			if c.Int("busy-timeout") < 0 {
+				return exitcode.Errorf(exitcode.Usage, "--busy-timeout must not be negative")
+			}
 			boards, err := discoverAll(c.Args().Slice(), board.Options{})
 			if err != nil {
 				return err
