@@ -3,6 +3,8 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -47,6 +49,19 @@ func repairCommand() *cli.Command {
 			}
 			if c.Bool("in-place") && c.String("out") != "" {
 				return exitcode.Errorf(exitcode.Usage, "--in-place and --out exclude each other")
+			}
+			if dir := c.String("backups"); dir != "" { // checked before any work: a typo must not surface as a note after the repair
+				fi, err := os.Stat(dir)
+				if err != nil {
+					var pe *os.PathError
+					if errors.As(err, &pe) {
+						err = pe.Err
+					}
+					return exitcode.Wrap(exitcode.Operational, fmt.Errorf("--backups %s: %w", dir, err))
+				}
+				if !fi.IsDir() {
+					return exitcode.Errorf(exitcode.Usage, "--backups %s: not a directory", dir)
+				}
 			}
 			boards, err := board.Discover(c.Args().First(), board.Options{})
 			if err != nil {
