@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
@@ -194,6 +195,9 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 	diag, err := o.check()(ctx, b, probe.Options{Full: true, Static: o.Static, Timeout: o.Timeout, Logger: log})
 	res.Diagnosis = diag
 	if err != nil {
+		if strings.HasPrefix(err.Error(), b.DB+":") { // the probe named the path already
+			return res, fmt.Errorf("diagnose %w", err)
+		}
 		return res, fmt.Errorf("diagnose %s: %w", b.DB, err)
 	}
 	res.Verdict, res.Class = diag.Verdict, diag.Class
