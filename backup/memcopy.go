@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
 	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -132,12 +133,26 @@ func presize(h uintptr, capacity int64) error {
 	if p == 0 {
 		return fmt.Errorf("allocate %d bytes for the memory copy: out of memory", capacity)
 	}
+	hugePages(p, capacity)
 	// FREEONCLOSE: SQLite frees p when the connection closes, or now if this fails.
 	if rc := sqlite3.Xsqlite3_deserialize(tls, h, 0, p, 0, capacity,
 		sqlite3.SQLITE_DESERIALIZE_RESIZEABLE|sqlite3.SQLITE_DESERIALIZE_FREEONCLOSE); rc != sqlite3.SQLITE_OK {
 		return fmt.Errorf("prepare the memory copy: SQLite error %d", rc)
 	}
 	return nil
+}
+
+// hugePages asks the kernel to back the copy's memory with transparent huge pages: a fresh
+// process otherwise takes one page fault per 4 KiB page while the copy fills it (85,000 on a
+// 350 MB board). Advice only: where huge pages are off or the call fails, nothing changes.
+func hugePages(p uintptr, n int64) {
+	const huge = 2 << 20
+	start := (p + huge - 1) &^ (huge - 1)
+	end := (p + uintptr(n)) &^ (huge - 1)
+	if end <= start {
+		return
+	}
+	unix.Madvise(unsafe.Slice((*byte)(*(*unsafe.Pointer)(unsafe.Pointer(&start))), end-start), unix.MADV_HUGEPAGE)
 }
 
 // memBytes returns the bytes of the private memdb database behind driver connection dc without
