@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -22,8 +25,9 @@ import (
 )
 
 // MemoryCopyLimit is the largest board (its file plus its -wal, by stat) that Snapshot copies into
-// memory first; larger boards are copied straight into the temp file. The copy needs about the
-// board's size in RAM while it is written, hashed and checked.
+// memory first; larger boards, and boards when less than twice their size is available
+// (MemAvailable), are copied straight into the temp file. The copy needs about the board's size
+// in RAM while it is written, hashed and checked.
 const MemoryCopyLimit = 768 << 20
 
 // errTooBig: the board is larger than the memory limit; the caller copies into a file instead.
@@ -53,7 +57,7 @@ func (m *memCopy) Close() error {
 // board). It returns errTooBig when size is over limit. It reads the board only through a
 // read-only SQLite connection (restore direction: the in-memory database pulls the pages).
 func copyToMemory(ctx context.Context, src string, size, limit int64, busyTimeout int, srcPragmas ...string) (_ *memCopy, err error) {
-	if size > limit {
+	if size > limit || size*2 > availableMemory() {
 		return nil, errTooBig
 	}
 	// _error_rc: errors of the backup steps, reported on this connection, carry SQLite's own text
@@ -111,6 +115,23 @@ func copyToMemory(ctx context.Context, src string, size, limit int64, busyTimeou
 		return nil, fmt.Errorf("back up %s: copy holds only %d bytes", src, len(m.data))
 	}
 	return m, ctx.Err()
+}
+
+// availableMemory is MemAvailable from /proc/meminfo in bytes, or the most an int64 holds when it
+// cannot be read. A copy goes through memory only when twice its size is available.
+func availableMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return math.MaxInt64
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemAvailable:" {
+			if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return math.MaxInt64
 }
 
 // dbHandle is the sqlite3* handle of a modernc driver connection. The driver keeps it
