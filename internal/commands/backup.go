@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -91,6 +92,8 @@ func backupError(err error) error {
 	case errors.As(err, &e):
 		return err
 	case errors.Is(err, backup.ErrInUse), sqlitex.Classify(err) == sqlitex.KindBusy:
+		return exitcode.Wrap(exitcode.Inconclusive, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded): // interrupted: no result, not an operational error
 		return exitcode.Wrap(exitcode.Inconclusive, err)
 	}
 	return errAs(exitcode.Operational, err)

@@ -1,6 +1,9 @@
 package commands
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/kanban-doctor/kanban-doctor/backup"
@@ -47,6 +50,9 @@ func restoreCommand() *cli.Command {
 			res, err := backup.Restore(c.Context, c.String("from"), boards[0].DB, backup.Options{
 				Offline: c.Bool("offline"), DryRun: c.Bool("dry-run"), BusyTimeout: c.Int("busy-timeout")})
 			if err != nil {
+				if !strings.Contains(err.Error(), boards[0].DB) { // e.g. a bare "context canceled" on SIGINT
+					err = fmt.Errorf("restore %s: %w", boards[0].DB, err)
+				}
 				return backupError(err)
 			}
 			if c.Bool("json") {
