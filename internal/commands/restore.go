@@ -50,7 +50,7 @@ func restoreCommand() *cli.Command {
 			res, err := backup.Restore(c.Context, c.String("from"), boards[0].DB, backup.Options{
 				Offline: c.Bool("offline"), DryRun: c.Bool("dry-run"), BusyTimeout: c.Int("busy-timeout")})
 			if err != nil {
-				if !strings.Contains(err.Error(), boards[0].DB) { // e.g. a bare "context canceled" on SIGINT
+				if c.Context.Err() != nil && !strings.Contains(err.Error(), boards[0].DB) { // a bare "context canceled" on SIGINT
 					err = fmt.Errorf("restore %s: %w", boards[0].DB, err)
 				}
 				return backupError(err)
