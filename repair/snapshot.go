@@ -3,6 +3,7 @@ package repair
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -132,6 +133,21 @@ func countTables(ctx context.Context, path, method string) ([]TableReport, error
 // the board's own locks, so running processes see one consistent switch.
 func restoreInPlace(ctx context.Context, b board.Board, repaired *atomicfile.File, res *Result, log *slog.Logger) error {
 	rr, err := backup.Restore(ctx, repaired.TempPath(), b.DB, backup.Options{Logger: log})
+	if err != nil && ctx.Err() == nil && (sqlitex.Classify(err) == sqlitex.KindCorrupt || errors.Is(err, backup.ErrNotDatabase)) {
+		// SQLite cannot write into a board this damaged (truncated, bad header): replace the file
+		// instead, which backup.Restore does only when no process has the board, -wal or -shm open
+		// (else ErrInUse: exit 3). The damaged content was kept by the first attempt.
+		log.Info("online restore impossible on the damaged board; replacing the file", "db", b.DB, "err", err)
+		first := rr
+		rr, err = backup.Restore(ctx, repaired.TempPath(), b.DB, backup.Options{Logger: log, Offline: true})
+		if errors.Is(err, backup.ErrInUse) { // its advice ("restore online") is what just failed
+			msg, _, _ := strings.Cut(err.Error(), "; stop them")
+			err = fmt.Errorf("%s; the board is too damaged for SQLite to write into while it is open: stop them and run repair --in-place again%w", msg, errNote{backup.ErrInUse})
+		}
+		if rr.Before == nil && rr.Quarantined == "" {
+			rr.Before, rr.Quarantined = first.Before, first.Quarantined
+		}
+	}
 	if rr.Before != nil {
 		res.Backup = rr.Before.Path
 	} else if rr.Quarantined != "" {
@@ -180,3 +196,9 @@ func (w *changeWatch) Close() {
 		w.closeFn = nil
 	}
 }
+
+// errNote wraps a sentinel error for errors.Is without adding to the message.
+type errNote struct{ err error }
+
+func (e errNote) Error() string { return "" }
+func (e errNote) Unwrap() error { return e.err }
