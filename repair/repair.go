@@ -335,6 +335,12 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		return res, fmt.Errorf("verify repaired copy of %s: %w", b.DB, err)
 	}
 	res.Output = string(verdict)
+	if verdict == probe.Inconclusive { // interrupted or timed out: no verdict on the copy, not a damaged copy
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("verify repaired copy of %s: %w", b.DB, ctx.Err())
+		}
+		return res, fmt.Errorf("verify repaired copy of %s: %w (the copy is not published)", b.DB, ErrInconclusive)
+	}
 	if verdict != probe.Healthy {
 		return res, fmt.Errorf("repair %s: %w (%s)", b.DB, ErrOutputDamaged, verdict)
 	}
