@@ -19,12 +19,17 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 )
 
-// snapshotChild is a child process that takes one Snapshot of args[0] into args[1] (the kill test).
+// snapshotChild is a child process that takes one Snapshot of args[0] into args[1] (the kill test),
+// through memory, or straight into the temp file when args[2] is "file".
 const snapshotChild = "backup-test-snapshot"
 
 func init() {
 	reexec.Register(snapshotChild, func(args []string) int {
-		if _, err := Snapshot(context.Background(), args[0], Options{Out: args[1]}); err != nil {
+		o := Options{Out: args[1]}
+		if len(args) > 2 && args[2] == "file" {
+			o.MemoryLimit = -1
+		}
+		if _, err := Snapshot(context.Background(), args[0], o); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 8
 		}

@@ -91,8 +91,9 @@ func TestSnapshotKilledAtRandomMomentsNeverLeavesAPartialBackup(t *testing.T) {
 	db := genBoard(t, dir, 8000, true)
 	outDir := filepath.Join(dir, "out")
 	os.Mkdir(outDir, 0o755)
-	run := func(kill time.Duration) (killed bool) {
-		cmd, err := reexec.Command(ctx, snapshotChild, db, outDir)
+	// Even rounds copy through memory, odd rounds page by page straight into the temp file.
+	run := func(kill time.Duration, path string) (killed bool) {
+		cmd, err := reexec.Command(ctx, snapshotChild, db, outDir, path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,8 +123,9 @@ func TestSnapshotKilledAtRandomMomentsNeverLeavesAPartialBackup(t *testing.T) {
 	}
 	// How long one whole run takes (start-up included), so kills land anywhere in it.
 	t0 := time.Now()
-	run(0)
-	full := time.Since(t0)
+	run(0, "memory")
+	run(0, "file")
+	full := time.Since(t0) / 2
 	rng := rand.New(rand.NewPCG(42, 4))
 	midCopy, partial, finals := 0, 0, 0
 	verified := map[string]bool{} // final names already checked (a final file never changes)
@@ -134,7 +136,7 @@ func TestSnapshotKilledAtRandomMomentsNeverLeavesAPartialBackup(t *testing.T) {
 	dbSize := fi.Size()
 	for i := 0; i < rounds; i++ {
 		execSQL(t, db, "UPDATE tasks SET priority = priority + 1 WHERE rowid % 7 = 0") // new content
-		run(time.Duration(rng.Int64N(int64(full) + int64(full)/5)))
+		run(time.Duration(rng.Int64N(int64(full)+int64(full)/5)), []string{"memory", "file"}[i%2])
 		temps := 0
 		for _, n := range dirNames(t, outDir) {
 			p := filepath.Join(outDir, n)
