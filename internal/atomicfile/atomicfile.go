@@ -4,6 +4,7 @@ package atomicfile
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,6 +37,10 @@ func Create(final string, perm os.FileMode) (*File, error) {
 	tmp := filepath.Join(dir, "."+base+TempMarker+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
+		var pe *os.PathError // name the directory the user can act on, not our temp name
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("create %s: cannot create a file in %s: %w", final, filepath.Clean(dir), pe.Err)
+		}
 		return nil, fmt.Errorf("create temp for %s: %w", final, err)
 	}
 	return &File{File: f, final: final}, nil
