@@ -53,7 +53,8 @@ type Options struct {
 	// Keep, when > 0, removes our older backups of the board in the destination directory beyond the
 	// newest Keep (never the one just written).
 	Keep int
-	// PagesPerStep is the backup step size (0: DefaultPagesPerStep; negative: all in one step).
+	// PagesPerStep is the backup step size (0: DefaultPagesPerStep; negative: all in one step) of a
+	// copy straight into the temp file; a copy through memory is always one step.
 	PagesPerStep int
 	// MemoryLimit is the largest board (bytes) a backup-API snapshot copies into memory first, to
 	// write, hash and check it side by side (0: MemoryCopyLimit; negative: never, always copy
@@ -210,7 +211,8 @@ func destination(dbPath, out string) (dir, fixed string, err error) {
 }
 
 // Snapshot writes a consistent copy of the database at dbPath (which other processes may be
-// writing) and returns where it went. The copy is made through SQLite into a temp file in the
+// writing) and returns where it went. The copy is made through SQLite, into memory first for a
+// board up to Options.MemoryLimit (see copyCheckHash), and written to a temp file in the
 // destination directory, fsynced, quick_checked from a fresh connection, hashed, and only then
 // given its final name (Name, or Options.Out when that names a file); the directory is fsynced.
 func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
