@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/kanban-doctor/kanban-doctor/backup"
 	"github.com/kanban-doctor/kanban-doctor/board"
@@ -58,8 +59,16 @@ func backupCommand() *cli.Command {
 					// Every board's file is kanban.db: one subdirectory per board keeps their
 					// backups (and --keep) apart.
 					o.Out = filepath.Join(o.Out, b.Name)
-					if err := os.MkdirAll(o.Out, 0o755); err != nil {
-						errs = append(errs, exitcode.Wrap(exitcode.Operational, err))
+					if !o.DryRun { // a dry run writes nothing, not even the directory
+						if err := os.MkdirAll(o.Out, 0o755); err != nil {
+							errs = append(errs, exitcode.Wrap(exitcode.Operational, err))
+							continue
+						}
+					}
+				}
+				if o.DryRun {
+					if err := dryRunWritable(o.Out, b.DB); err != nil {
+						errs = append(errs, err)
 						continue
 					}
 				}
@@ -79,6 +88,36 @@ func backupCommand() *cli.Command {
 			}
 			return worstError(errs)
 		},
+	}
+}
+
+// dryRunWritable fails when the backup of db could not be written: the destination (out, or the
+// board's directory), or its nearest existing ancestor when it is yet to be made, is not writable
+// by this user. A dry run must not promise what the real run cannot do.
+func dryRunWritable(out, db string) error {
+	dir := filepath.Dir(db)
+	if out != "" {
+		dir = out
+		if fi, err := os.Stat(out); (err == nil && !fi.IsDir()) || (err != nil && filepath.Ext(out) != "") {
+			dir = filepath.Dir(out) // a file name to create
+		}
+	}
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return exitcode.Errorf(exitcode.Operational, "backup %s: %s is not a directory", db, dir)
+			}
+			if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+				return exitcode.Errorf(exitcode.Operational, "backup %s: cannot write in %s: %v", db, dir, err)
+			}
+			return nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
 	}
 }
 
