@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -317,6 +318,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 func readInto(ctx context.Context, path string, w io.Writer, add func(int64)) error {
 	file, err := os.Open(path)
 	if err != nil {
+		var pe *os.PathError // "open PATH: permission denied" would name the backup twice
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return fmt.Errorf("hash backup %s: %w", path, err)
 	}
 	defer file.Close()
