@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 
-	"modernc.org/sqlite"
-
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 )
@@ -28,14 +26,6 @@ const DefaultPagesPerStep = 4096
 // destPragmas are set on the connection that writes a copy: no rollback journal beside the temp
 // file (it is thrown away on failure anyway) and no syncs (the finished file is fsynced once).
 var destPragmas = []string{"journal_mode(OFF)", "synchronous(OFF)"}
-
-type backuper interface {
-	NewBackup(dstURI string) (*sqlite.Backup, error)
-}
-
-type restorer interface {
-	NewRestore(srcURI string) (*sqlite.Backup, error)
-}
 
 // copyInto copies the database at src into the empty file dst through SQLite: the online backup
 // API (pages verbatim, inside one read transaction) or, with compact, VACUUM INTO. It holds one
@@ -64,13 +54,7 @@ func copyInto(ctx context.Context, src, dst string, compact bool, pagesPerStep, 
 		}
 		return fmt.Errorf("read %s: %w", src, err)
 	}
-	err = conn.Raw(func(dc any) error {
-		bk, ok := dc.(backuper)
-		if !ok {
-			return errors.New("driver has no backup API")
-		}
-		return step(ctx, bk.NewBackup, destURI(dst), pagesPerStep)
-	})
+	err = sqlitex.BackupTo(ctx, conn, destURI(dst), steps(pagesPerStep))
 	conn.ExecContext(context.Background(), "ROLLBACK")
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", src, err)
@@ -83,30 +67,13 @@ func destURI(path string) string {
 	return sqlitex.DSN(path, sqlitex.Options{ReadWrite: true, BusyTimeout: -1, Pragmas: destPragmas})
 }
 
-// step runs a backup (or restore) to completion in steps of pagesPerStep, checking ctx between steps.
-func step(ctx context.Context, open func(string) (*sqlite.Backup, error), uri string, pagesPerStep int) error {
-	if pagesPerStep == 0 {
-		pagesPerStep = DefaultPagesPerStep
+// steps maps a PagesPerStep option to sqlitex's step size: 0 is DefaultPagesPerStep, negative is
+// everything in one step.
+func steps(n int) int {
+	if n == 0 {
+		return DefaultPagesPerStep
 	}
-	b, err := open(uri)
-	if err != nil {
-		return err
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			b.Finish()
-			return err
-		}
-		more, err := b.Step(int32(pagesPerStep))
-		if err != nil {
-			b.Finish()
-			return err
-		}
-		if !more {
-			break
-		}
-	}
-	return b.Finish()
+	return n
 }
 
 // checkFile runs quick_check (or integrity_check with full) on a fresh read-only connection to path
@@ -291,22 +258,4 @@ func removeCompanions(tmp string) {
 	for _, suf := range []string{"-wal", "-shm", "-journal"} {
 		os.Remove(tmp + suf)
 	}
-}
-
-// makeRollback sets the file format version bytes (header offsets 18 and 19) of a finished copy
-// from 2 (WAL) to 1 (rollback journal), as VACUUM INTO does: the copy is then one self-contained
-// file, and opening it (even read-only) leaves no -wal/-shm beside it. Only our own temp file is
-// written, after SQLite has closed it. Restore puts WAL mode back.
-func makeRollback(f *os.File) error {
-	var b [2]byte
-	if _, err := f.ReadAt(b[:], 18); err != nil {
-		return fmt.Errorf("read header of %s: %w", f.Name(), err)
-	}
-	if b[0] != 2 || b[1] != 2 {
-		return nil
-	}
-	if _, err := f.WriteAt([]byte{1, 1}, 18); err != nil {
-		return fmt.Errorf("write header of %s: %w", f.Name(), err)
-	}
-	return nil
 }

@@ -84,27 +84,18 @@ func copyToMemory(ctx context.Context, src string, size, limit int64, busyTimeou
 		if err != nil {
 			return err
 		}
-		if err := presize(h, size+size/16+1<<20); err != nil {
-			return err
-		}
-		r, ok := dc.(restorer)
-		if !ok {
-			return errors.New("driver has no backup API")
-		}
-		b, err := r.NewRestore(srcURI)
-		if err != nil {
-			return err
-		}
-		if _, err := b.Step(-1); err != nil { // all pages, one read transaction
-			b.Finish()
-			return err
-		}
-		if err := b.Finish(); err != nil {
-			return err
-		}
-		m.data, err = memBytes(dc)
-		return err
+		return presize(h, size+size/16+1<<20)
 	})
+	if err == nil { // all pages in one step: one read transaction, one snapshot
+		err = sqlitex.RestoreFrom(ctx, conn, srcURI, -1)
+	}
+	if err == nil {
+		err = conn.Raw(func(dc any) error {
+			var err error
+			m.data, err = memBytes(dc)
+			return err
+		})
+	}
 	if err != nil {
 		if sqlitex.Classify(err) == sqlitex.KindBusy {
 			return nil, fmt.Errorf("read %s: %w (another process holds a lock on it: retry, or raise --busy-timeout)", src, err)
@@ -215,7 +206,7 @@ func copyCheckHash(ctx context.Context, dbPath string, f *atomicfile.File, compa
 	if err := copyInto(ctx, dbPath, f.TempPath(), compact, pagesPerStep, busyTimeout, snapshotPragmas...); err != nil {
 		return nil, 0, 0, "", 0, notDatabase(dbPath, err)
 	}
-	if err := makeRollback(f.File); err != nil {
+	if err := sqlitex.MarkRollback(f.File); err != nil {
 		return nil, 0, 0, "", 0, err
 	}
 	return checkAndHash(ctx, f)
@@ -234,7 +225,7 @@ func boardSize(db string) int64 {
 }
 
 // writeCheckHash finishes a copy made in memory. The header's format version bytes are first set
-// to rollback (as makeRollback does for a file copy); from then on nothing changes the bytes. Side
+// to rollback (as sqlitex.MarkRollback does for a file copy); from then on nothing changes the bytes. Side
 // by side: one goroutine writes them to the empty temp file f in large chunks and fsyncs it,
 // another hashes them, and this one runs quick_check on a fresh read-only connection that reads
 // the same bytes in place (checkMemory). The file, the hash and the check therefore all concern

@@ -16,7 +16,7 @@ import (
 // Quarantine keeps a copy of a (suspected) damaged board beside it, content-addressed:
 // <db>.corrupt.<first 16 hex of the sha256 of the copy's bytes>.bak (board.FormatContent). The copy
 // is made through SQLite's backup API (pages verbatim, corrupt ones included, under proper locking;
-// only the journal-mode header bytes 18/19 are set to rollback, see makeRollback)
+// only the journal-mode header bytes 18/19 are set to rollback, see sqlitex.MarkRollback)
 // into an atomicfile temp, fsynced and hashed; when a file of that name already holds the same
 // content nothing new is written and created is false, so repeated calls never make a storm.
 //
@@ -44,7 +44,7 @@ func Quarantine(ctx context.Context, dbPath string) (path string, created bool, 
 		err = copyInto(ctx, dbPath, f.TempPath(), false, DefaultPagesPerStep, 0)
 	}
 	if err == nil {
-		err = makeRollback(f.File)
+		err = sqlitex.MarkRollback(f.File)
 	}
 	if err != nil {
 		if ctx.Err() != nil {

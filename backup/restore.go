@@ -246,13 +246,7 @@ func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
 		return err
 	}
 	defer closeFn()
-	err = conn.Raw(func(dc any) error {
-		rs, ok := dc.(restorer)
-		if !ok {
-			return errors.New("driver has no backup API")
-		}
-		return step(ctx, rs.NewRestore, sqlitex.DSN(from, sqlitex.Options{}), o.PagesPerStep)
-	})
+	err = sqlitex.RestoreFrom(ctx, conn, sqlitex.DSN(from, sqlitex.Options{}), steps(o.PagesPerStep))
 	if err != nil {
 		if sqlitex.Classify(err) == sqlitex.KindNotADatabase {
 			return fmt.Errorf("restore into %s: %w (%s); an online restore needs SQLite to open the board: use --offline", dbPath, ErrNotDatabase, sqliteMessage(err))
@@ -284,7 +278,7 @@ func restoreOffline(ctx context.Context, from, dbPath string, wal bool, sidecars
 	if err := copyInto(ctx, from, f.TempPath(), false, o.PagesPerStep, o.BusyTimeout); err != nil {
 		return err
 	}
-	if err := makeRollback(f.File); err != nil {
+	if err := sqlitex.MarkRollback(f.File); err != nil {
 		return err
 	}
 	findings, _, _, err := checkFile(ctx, f.TempPath(), false)
