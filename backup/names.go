@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 )
 
@@ -38,7 +39,7 @@ func ParseName(dbName, name string) (ParsedName, bool) {
 		return ParsedName{}, false
 	}
 	stamp, hash := mid[:len(StampLayout)], mid[len(StampLayout)+1:]
-	if !isHex16(hash) {
+	if !board.IsHash16(hash) {
 		return ParsedName{}, false
 	}
 	t, err := time.ParseInLocation(StampLayout, stamp, time.UTC)
@@ -46,19 +47,6 @@ func ParseName(dbName, name string) (ParsedName, bool) {
 		return ParsedName{}, false
 	}
 	return ParsedName{Time: t, Hash: hash}, true
-}
-
-func isHex16(s string) bool {
-	if len(s) != 16 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Listed is one of our backups found in a directory.

@@ -53,7 +53,7 @@ func ParseBackupName(dbName, name string) (BackupName, bool) {
 		return BackupName{}, false
 	}
 	mid := bn.Unit[len(prefix) : len(bn.Unit)-len(".bak")]
-	if isHex16(mid) {
+	if IsHash16(mid) {
 		bn.Gen, bn.Hash = GenContent, mid
 		return bn, true
 	}
@@ -65,7 +65,8 @@ func ParseBackupName(dbName, name string) (BackupName, bool) {
 	return bn, true
 }
 
-func isHex16(s string) bool {
+// IsHash16 reports whether s is the 16 lowercase hex digits of a content-addressed name.
+func IsHash16(s string) bool {
 	if len(s) != 16 {
 		return false
 	}
