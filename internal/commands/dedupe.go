@@ -47,6 +47,9 @@ func dedupeCommand() *cli.Command {
 			if c.Bool("apply") && c.Bool("fail-on-duplicates") {
 				return exitcode.Errorf(exitcode.Usage, "--fail-on-duplicates is for dry runs, not with --apply")
 			}
+			if c.Int("workers") < 1 || c.Duration("burst-gap") <= 0 { // were silently taken as 2, or as "every unit its own burst"
+				return exitcode.Errorf(exitcode.Usage, "--workers must be at least 1 and --burst-gap positive")
+			}
 			if c.IsSet("to") && c.String("action") != string(dedupe.ActionMove) {
 				return exitcode.Errorf(exitcode.Usage, "--to is only for --action move")
 			}
