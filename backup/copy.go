@@ -54,7 +54,7 @@ func copyInto(ctx context.Context, src, dst string, compact bool, pagesPerStep, 
 		}
 		return fmt.Errorf("read %s: %w", src, err)
 	}
-	err = sqlitex.BackupTo(ctx, conn, destURI(dst), steps(pagesPerStep))
+	err = sqlitex.BackupTo(ctx, conn, destURI(dst), sqlitex.StepOptions{PagesPerStep: steps(pagesPerStep)})
 	conn.ExecContext(context.Background(), "ROLLBACK")
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", src, err)

@@ -78,7 +78,10 @@ func copyToMemory(ctx context.Context, src string, size, limit int64, busyTimeou
 			m.Close()
 		}
 	}()
-	srcURI := sqlitex.DSN(src, sqlitex.Options{BusyTimeout: busyTimeout, Pragmas: srcPragmas})
+	// The source connection is opened inside the backup API, where SQLite's busy wait cannot see
+	// ctx: it waits briefly per step and the retries spend the caller's busy timeout, so Ctrl-C
+	// ends a wait for a locked board at once.
+	srcURI := sqlitex.DSN(src, sqlitex.Options{BusyTimeout: sqlitex.StepBusyTimeout, Pragmas: srcPragmas})
 	err = conn.Raw(func(dc any) error {
 		h, err := dbHandle(dc)
 		if err != nil {
@@ -87,7 +90,7 @@ func copyToMemory(ctx context.Context, src string, size, limit int64, busyTimeou
 		return presize(h, size+size/16+1<<20)
 	})
 	if err == nil { // all pages in one step: one read transaction, one snapshot
-		err = sqlitex.RestoreFrom(ctx, conn, srcURI, -1)
+		err = sqlitex.RestoreFrom(ctx, conn, srcURI, sqlitex.StepOptions{BusyWait: sqlitex.BusyWait(busyTimeout)})
 	}
 	if err == nil {
 		err = conn.Raw(func(dc any) error {

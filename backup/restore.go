@@ -241,12 +241,15 @@ func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
 	if bt == 0 {
 		bt = 120000
 	}
-	conn, closeFn, err := sqlitex.Conn(ctx, dbPath, sqlitex.Options{ReadWrite: true, BusyTimeout: bt})
+	// The wait for the board's write lock happens inside the backup API, where SQLite's busy wait
+	// cannot see ctx: a short wait per step, and retries that spend bt, so Ctrl-C ends it at once.
+	conn, closeFn, err := sqlitex.Conn(ctx, dbPath, sqlitex.Options{ReadWrite: true, BusyTimeout: sqlitex.StepBusyTimeout})
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	err = sqlitex.RestoreFrom(ctx, conn, sqlitex.DSN(from, sqlitex.Options{}), steps(o.PagesPerStep))
+	err = sqlitex.RestoreFrom(ctx, conn, sqlitex.DSN(from, sqlitex.Options{}),
+		sqlitex.StepOptions{PagesPerStep: steps(o.PagesPerStep), BusyWait: sqlitex.BusyWait(bt)})
 	if err != nil {
 		if sqlitex.Classify(err) == sqlitex.KindNotADatabase {
 			return fmt.Errorf("restore into %s: %w (%s); an online restore needs SQLite to open the board: use --offline", dbPath, ErrNotDatabase, sqliteMessage(err))

@@ -20,7 +20,7 @@ import (
 // backup API in one step: the whole copy under one read lock, so concurrent writers cannot make it
 // restart; corrupt pages are copied verbatim.
 func backupTo(ctx context.Context, src *sql.Conn, dst string) error {
-	return sqlitex.BackupTo(ctx, src, "file:"+sqlitex.EscapePath(dst)+"?mode=rwc", 0)
+	return sqlitex.BackupTo(ctx, src, "file:"+sqlitex.EscapePath(dst)+"?mode=rwc", sqlitex.StepOptions{})
 }
 
 // Quarantine writes a backup-API copy of the database behind src beside dbPath, atomically, as

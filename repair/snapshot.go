@@ -37,7 +37,7 @@ func snapshot(ctx context.Context, src string, dst *atomicfile.File, busyTimeout
 		return fmt.Errorf("read %s: %w", src, err)
 	}
 	uri := sqlitex.DSN(dst.TempPath(), sqlitex.Options{ReadWrite: true, BusyTimeout: -1, Pragmas: []string{"journal_mode(OFF)", "synchronous(OFF)"}})
-	if err := sqlitex.BackupTo(ctx, conn, uri, pagesPerStep); err != nil {
+	if err := sqlitex.BackupTo(ctx, conn, uri, sqlitex.StepOptions{PagesPerStep: pagesPerStep}); err != nil {
 		return fmt.Errorf("snapshot %s: %w", src, err)
 	}
 	conn.ExecContext(context.Background(), "ROLLBACK")

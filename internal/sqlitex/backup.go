@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"modernc.org/sqlite"
 )
@@ -16,20 +17,45 @@ type backupAPI interface {
 	NewRestore(srcURI string) (*sqlite.Backup, error)
 }
 
+// StepOptions says how BackupTo and RestoreFrom step.
+type StepOptions struct {
+	// PagesPerStep <= 0 copies everything in one step under one read lock, so concurrent writers
+	// cannot make it restart; with steps, ctx is checked between them, and the caller should hold a
+	// read transaction on the source so the snapshot stays fixed.
+	PagesPerStep int
+	// BusyWait is how long, in all, a step that finds a database busy or locked is retried (the
+	// backup API allows it). Give the connections involved a short busy timeout
+	// (StepBusyTimeout): SQLite's own wait inside a step does not see a cancelled context, these
+	// retries do, so Ctrl-C ends a wait for a lock at once. 0: no retries.
+	BusyWait time.Duration
+}
+
+// StepBusyTimeout is the busy timeout (ms) for connections whose waits StepOptions.BusyWait takes over.
+const StepBusyTimeout = 100
+
+// BusyWait turns a busy timeout in milliseconds, as Options.BusyTimeout reads it (0 means 5000,
+// negative means none), into a StepOptions.BusyWait.
+func BusyWait(ms int) time.Duration {
+	switch {
+	case ms == 0:
+		ms = 5000
+	case ms < 0:
+		ms = 0
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
 // BackupTo copies the database behind conn into the database at dstURI with SQLite's online
 // backup API (a consistent snapshot read under SQLite's locks; damaged pages copied verbatim).
-// pagesPerStep <= 0 copies everything in one step under one read lock, so concurrent writers
-// cannot make it restart; with steps, ctx is checked between them, and the caller should hold a
-// read transaction on conn so the snapshot stays fixed.
-func BackupTo(ctx context.Context, conn *sql.Conn, dstURI string, pagesPerStep int) error {
-	return withBackupAPI(conn, func(b backupAPI) error { return run(ctx, b.NewBackup, dstURI, pagesPerStep) })
+func BackupTo(ctx context.Context, conn *sql.Conn, dstURI string, o StepOptions) error {
+	return withBackupAPI(conn, func(b backupAPI) error { return run(ctx, b.NewBackup, dstURI, o) })
 }
 
 // RestoreFrom copies the database at srcURI over the database behind conn (SQLite's backup API in
 // the restore direction: under the destination's write lock, safe while other processes have it
 // open; they wait on the lock).
-func RestoreFrom(ctx context.Context, conn *sql.Conn, srcURI string, pagesPerStep int) error {
-	return withBackupAPI(conn, func(b backupAPI) error { return run(ctx, b.NewRestore, srcURI, pagesPerStep) })
+func RestoreFrom(ctx context.Context, conn *sql.Conn, srcURI string, o StepOptions) error {
+	return withBackupAPI(conn, func(b backupAPI) error { return run(ctx, b.NewRestore, srcURI, o) })
 }
 
 func withBackupAPI(conn *sql.Conn, fn func(backupAPI) error) error {
@@ -42,25 +68,42 @@ func withBackupAPI(conn *sql.Conn, fn func(backupAPI) error) error {
 	})
 }
 
-// run drives a backup or restore to completion, checking ctx between steps.
-func run(ctx context.Context, open func(string) (*sqlite.Backup, error), uri string, pagesPerStep int) error {
-	if pagesPerStep <= 0 {
-		pagesPerStep = -1
+// run drives a backup or restore to completion, checking ctx between steps and retrying busy
+// steps while a run of busy answers has lasted less than o.BusyWait (time spent copying never counts).
+func run(ctx context.Context, open func(string) (*sqlite.Backup, error), uri string, o StepOptions) error {
+	n := int32(o.PagesPerStep)
+	if n <= 0 {
+		n = -1
 	}
 	b, err := open(uri)
 	if err != nil {
 		return err
 	}
+	var busySince time.Time // start of the current run of busy steps
 	for {
 		if err := ctx.Err(); err != nil {
 			b.Finish()
 			return err
 		}
-		more, err := b.Step(int32(pagesPerStep))
+		stepStart := time.Now()
+		more, err := b.Step(n)
 		if err != nil {
-			b.Finish()
-			return err
+			if busySince.IsZero() {
+				busySince = stepStart
+			}
+			if Classify(err) != KindBusy || time.Since(busySince) >= o.BusyWait {
+				b.Finish()
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				b.Finish()
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
 		}
+		busySince = time.Time{}
 		if !more {
 			return b.Finish()
 		}
