@@ -153,18 +153,8 @@ func notDatabase(path string, err error) error {
 // requireDatabase checks that a file that is not a live board (the file to restore from) is a
 // regular, non-empty SQLite file, reading its header before any connection to it is opened.
 func requireDatabase(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	if fi.IsDir() {
-		return fmt.Errorf("%s: is a directory, not a database file", path)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", path)
-	}
-	if fi.Size() == 0 {
-		return fmt.Errorf("%s: empty file, %w", path, ErrNotDatabase)
+	if err := requireBoard(path); err != nil {
+		return err
 	}
 	if _, err := board.ReadHeader(path); err != nil {
 		if errors.Is(err, board.ErrNotDatabase) {
