@@ -482,12 +482,20 @@ func damagedBoard(t testing.TB, n int) string {
 	if err := kanban.Generate(ctx, db, kanban.GenOptions{Tasks: n, Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
+	zeroPage(t, db, "SELECT pageno FROM dbstat WHERE name='task_events' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 7")
+	return db
+}
+
+// zeroPage overwrites with zeros the page whose number query returns. The connection used to find
+// it is closed before the file is written.
+func zeroPage(t testing.TB, db, query string) {
+	t.Helper()
 	h, err := sqlitex.Open(db, sqlitex.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var page, size int64
-	err = h.QueryRow("SELECT pageno FROM dbstat WHERE name='task_events' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 7").Scan(&page)
+	err = h.QueryRow(query).Scan(&page)
 	if err == nil {
 		err = h.QueryRow("PRAGMA page_size").Scan(&size)
 	}
@@ -503,7 +511,6 @@ func damagedBoard(t testing.TB, n int) string {
 	if _, err := f.WriteAt(make([]byte, size), (page-1)*size); err != nil {
 		t.Fatal(err)
 	}
-	return db
 }
 
 // TestKilledMidRepair is acceptance 3: a repair process killed with SIGKILL at several points
@@ -682,25 +689,7 @@ func TestInPlaceRefusesWhileWritersCommit(t *testing.T) {
 func TestRootPageZeroed(t *testing.T) {
 	db := fixture.CopyTo(t, "healthy-delete")
 	want := tableRows(t, db)
-	h, err := sqlitex.Open(db, sqlitex.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var root, size int64
-	err = h.QueryRow("SELECT rootpage FROM sqlite_schema WHERE name='task_events'").Scan(&root)
-	if err == nil {
-		err = h.QueryRow("PRAGMA page_size").Scan(&size)
-	}
-	h.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(db, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt(make([]byte, size), (root-1)*size)
-	f.Close()
+	zeroPage(t, db, "SELECT rootpage FROM sqlite_schema WHERE name='task_events'")
 	out := filepath.Join(t.TempDir(), "out.db")
 	res, err := Repair(context.Background(), board.New("t", db), Options{Out: out, Static: true})
 	if err != nil {
