@@ -318,35 +318,47 @@ func (p *checker) legacy(ctx context.Context, r *record) {
 // retry: up to three fresh connections in this process, 250 and 500 ms apart; corrupt only when
 // all three are bad, then quarantined like legacy.
 func (p *checker) retry(ctx context.Context, r *record) {
-	backoff := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond}
-	bad := 0
-	for i := 0; i < 3; i++ {
+	waits := []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond}
+	if recheck(ctx, r, waits, func() (answer, error) {
 		path, cleanup, err := p.target()
 		if err != nil {
-			r.Verdict, r.Answer = verdictInconclusive, short(err.Error())
-			return
+			return answer{}, err
 		}
-		a := p.checkOnce(ctx, path)
-		cleanup()
+		defer cleanup()
+		return p.checkOnce(ctx, path), nil
+	}) {
+		p.quarantine(r)
+	}
+}
+
+// recheck asks check once per entry of waits, after waiting that long. The first ok answer makes
+// the verdict ok, an answer that is neither ok nor bad (or an error, or a cancelled wait)
+// inconclusive; only when every answer is bad is the verdict corrupt, and recheck returns true.
+func recheck(ctx context.Context, r *record, waits []time.Duration, check func() (answer, error)) bool {
+	for i, wait := range waits {
+		if wait > 0 && !sleep(ctx, wait) {
+			r.Verdict = verdictInconclusive
+			return false
+		}
+		a, err := check()
+		if err != nil {
+			r.Verdict, r.Answer = verdictInconclusive, short(err.Error())
+			return false
+		}
 		if i == 0 {
 			r.first(a)
 		}
 		if a.ok {
 			r.Verdict = verdictOK
-			return
+			return false
 		}
 		if !a.bad() {
 			r.Verdict = verdictInconclusive
-			return
-		}
-		bad++
-		if i < 2 && !sleep(ctx, backoff[i]) {
-			r.Verdict = verdictInconclusive
-			return
+			return false
 		}
 	}
 	r.Verdict = verdictCorrupt
-	p.quarantine(r)
+	return true
 }
 
 // sameConn: re-check twice on the same connection (50 and 100 ms apart); corrupt when all agree.
@@ -370,25 +382,9 @@ func (p *checker) sameConn(ctx context.Context, r *record) {
 		return
 	}
 	defer closeFn()
-	for i, wait := range []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond} {
-		if wait > 0 && !sleep(ctx, wait) {
-			r.Verdict = verdictInconclusive
-			return
-		}
-		a := integrity(cctx, conn)
-		if i == 0 {
-			r.first(a)
-		}
-		if a.ok {
-			r.Verdict = verdictOK
-			return
-		}
-		if !a.bad() {
-			r.Verdict = verdictInconclusive
-			return
-		}
-	}
-	r.Verdict = verdictCorrupt
+	recheck(ctx, r, []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond}, func() (answer, error) {
+		return integrity(cctx, conn), nil
+	})
 }
 
 // external runs an external guard with {db} replaced by the (shell-quoted) path of the live
