@@ -151,7 +151,7 @@ func Discover(path string, opts Options) ([]Board, error) {
 		return nil, pathError(path, err)
 	}
 	if fi.Mode().IsRegular() {
-		return []Board{New(nameFor(filepath.Dir(abs)), abs)}, nil
+		return []Board{New(NameFor(filepath.Dir(abs)), abs)}, nil
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a regular file or directory", path)
@@ -170,9 +170,9 @@ func discoverDir(given, dir string, opts Options) ([]Board, error) {
 	}
 	var boards []Board
 	if e, ok := has[DBName]; ok && !e.IsDir() {
-		boards = append(boards, New(nameFor(dir), filepath.Join(dir, DBName)))
+		boards = append(boards, New(NameFor(dir), filepath.Join(dir, DBName)))
 	} else if e, ok := has["board.json"]; ok && !e.IsDir() {
-		boards = append(boards, New(nameFor(dir), filepath.Join(dir, DBName)))
+		boards = append(boards, New(NameFor(dir), filepath.Join(dir, DBName)))
 	}
 	boardsDir := filepath.Join(dir, "kanban", "boards")
 	if fi, err := os.Stat(boardsDir); err == nil && fi.IsDir() {
@@ -244,8 +244,9 @@ func isBoardDir(d string) bool {
 	return false
 }
 
-// nameFor names the board living in dir: its slug under kanban/boards/, else "default".
-func nameFor(dir string) string {
+// NameFor names the board living in dir as Discover does: its slug under kanban/boards/,
+// "_archived/<dir>" under kanban/boards/_archived/, else "default".
+func NameFor(dir string) string {
 	parent := filepath.Dir(dir)
 	if filepath.Base(parent) == "boards" && filepath.Base(filepath.Dir(parent)) == "kanban" {
 		return filepath.Base(dir)

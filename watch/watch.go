@@ -355,11 +355,11 @@ func (w *Watcher) wanted() (cands []boardCand, structural []string, boardsDirs m
 	for _, t := range w.targets {
 		if t.isFile {
 			dir := filepath.Dir(t.path)
-			cands = append(cands, boardCand{nameFor(dir), t.path})
+			cands = append(cands, boardCand{board.NameFor(dir), t.path})
 			structural = append(structural, filepath.Dir(dir))
 			continue
 		}
-		cands = append(cands, boardCand{nameFor(t.path), filepath.Join(t.path, board.DBName)})
+		cands = append(cands, boardCand{board.NameFor(t.path), filepath.Join(t.path, board.DBName)})
 		bd := filepath.Join(t.path, "kanban", "boards")
 		structural = append(structural, filepath.Dir(t.path), filepath.Join(t.path, "kanban"), bd)
 		boardsDirs[bd] = true
@@ -387,18 +387,6 @@ func childBoards(dir, prefix string) []boardCand {
 		out = append(out, boardCand{prefix + e.Name(), filepath.Join(dir, e.Name(), board.DBName)})
 	}
 	return out
-}
-
-// nameFor names the board in dir as board.Discover does: its slug under kanban/boards/, else "default".
-func nameFor(dir string) string {
-	parent := filepath.Dir(dir)
-	if filepath.Base(parent) == "boards" && filepath.Base(filepath.Dir(parent)) == "kanban" {
-		return filepath.Base(dir)
-	}
-	if filepath.Base(parent) == "_archived" {
-		return "_archived/" + filepath.Base(dir)
-	}
-	return "default"
 }
 
 // sync adds watches for every wanted directory that exists and is not watched yet (structure
