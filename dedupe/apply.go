@@ -12,15 +12,23 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/dustin/go-humanize"
+	"golang.org/x/sys/unix"
 
+	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 )
 
 // ApplyOptions for Apply.
 type ApplyOptions struct {
+	// Workers acting in parallel; 0 means 2. Every unit kept for a content is handled by one worker
+	// (its duplicates in plan order), so the re-checks of a kept file never race with links to it.
+	Workers  int
 	Progress Progress     // nil: none
 	Logger   *slog.Logger // nil: silent
 }
@@ -45,16 +53,35 @@ type Outcome struct {
 	Reason string `json:"reason"`
 }
 
+// opResult is what one op did.
+type opResult struct {
+	ran    bool
+	files  int
+	freed  int64
+	why    string
+	failed bool
+}
+
 // Apply carries out the plan: it first removes temporary links a killed run left, then for each
 // duplicate re-checks the duplicate and the kept unit (same size, mtime and inode as scanned,
 // still regular files in a scanned directory, absent companions still absent), proves every part
 // byte-identical to the kept unit's (same inode, the in-memory proof from Scan, or a comparison
 // from disk), and only then acts. Anything that changed is skipped and reported. A cancelled ctx
 // stops between units and returns what was done with ctx's error.
+//
+// The ops run on o.Workers lanes, each kept unit's ops on one lane in plan order. Freeing the
+// replaced files is the kernel's work and most of an apply's time (on a disk mounted with discard
+// each free waits for the device), so a hardlink's replaced file is freed by closing a descriptor
+// after the rename, on a pool of closers, not inside rename under the directory lock. Each op is
+// as kill-safe alone as in a serial run (see the package comment); no op depends on another's.
 func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = 2
 	}
 	res := &Result{TempsCleaned: []string{}, Problems: []Outcome{}}
 	// The status-change time each inode had when it was read: a re-check compares it, and our own
@@ -71,10 +98,74 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 		o.Progress.Start("deduplicating", int64(len(p.ops)), false)
 		defer o.Progress.Done()
 	}
-	var err error
-	for _, op := range p.ops {
-		if err = ctx.Err(); err != nil {
-			break
+	// Lanes: the ops of one kept unit, in plan order.
+	laneOf := map[int32]int{}
+	var lanes [][]int
+	for i, op := range p.ops {
+		l, ok := laneOf[op.kept]
+		if !ok {
+			l = len(lanes)
+			laneOf[op.kept] = l
+			lanes = append(lanes, nil)
+		}
+		lanes[l] = append(lanes[l], i)
+	}
+	// Closers free the replaced files (see do): on a disk mounted with discard each free waits
+	// for the device, so several run at once; on a RAM disk it is CPU work on the lanes' cores.
+	closers := max(workers, 8)
+	frees := make(chan int, 256)
+	var cwg sync.WaitGroup
+	for range closers {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for fd := range frees {
+				unix.Close(fd)
+			}
+		}()
+	}
+	p.release = func(fd int) { frees <- fd }
+	out := make([]opResult, len(p.ops))
+	dirs := make([]map[string]bool, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		dirs[w] = map[string]bool{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				l := next.Add(1) - 1
+				if l >= int64(len(lanes)) {
+					return
+				}
+				for _, i := range lanes[l] {
+					if ctx.Err() != nil {
+						return
+					}
+					r := &out[i]
+					r.files, r.freed, r.why, r.failed = p.do(p.ops[i], dirs[w])
+					r.ran = true
+					if o.Progress != nil {
+						o.Progress.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(frees)
+	cwg.Wait()
+	p.release = nil
+	for _, d := range dirs {
+		for k := range d {
+			touched[k] = true
+		}
+	}
+	for i, op := range p.ops {
+		r := &out[i]
+		if !r.ran {
+			continue
 		}
 		var subject string
 		if op.unit >= 0 {
@@ -83,27 +174,24 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 			subject = p.inv.path(op.orphan)
 		}
 		kept := p.inv.path(p.inv.units[op.kept].parts[PartMain])
-		files, freed, why, failed := p.do(op, touched)
 		switch {
-		case why == "":
+		case r.why == "":
 			res.Done++
-			res.Files += files
-			res.FreedBytes += freed
+			res.Files += r.files
+			res.FreedBytes += r.freed
 			log.Debug("dedupe", "action", p.opts.Action, "path", subject, "kept", kept)
-		case failed:
+		case r.failed:
 			res.Failed++
-			res.Files += files
-			res.Problems = append(res.Problems, Outcome{subject, kept, "failed", why})
-			log.Warn("dedupe failed", "path", subject, "reason", why)
+			res.Files += r.files
+			res.Problems = append(res.Problems, Outcome{subject, kept, "failed", r.why})
+			log.Warn("dedupe failed", "path", subject, "reason", r.why)
 		default:
 			res.Skipped++
-			res.Problems = append(res.Problems, Outcome{subject, kept, "skipped", why})
-			log.Info("dedupe skipped", "path", subject, "reason", why)
-		}
-		if o.Progress != nil {
-			o.Progress.Add(1)
+			res.Problems = append(res.Problems, Outcome{subject, kept, "skipped", r.why})
+			log.Info("dedupe skipped", "path", subject, "reason", r.why)
 		}
 	}
+	err := ctx.Err()
 	for d := range touched {
 		if serr := atomicfile.SyncDir(d); serr != nil && err == nil {
 			err = serr
@@ -181,13 +269,15 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 			if why := p.recheck(fi); why != "" {
 				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
 			}
-		} else if !p.keptSeen[op.kept] {
+		} else if !p.seen(op.kept) {
 			if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
 				return 0, 0, "kept copy: " + why, false
 			}
 		}
 	}
+	p.mu.Lock()
 	p.keptSeen[op.kept] = true
+	p.mu.Unlock()
 	var pairs []pair
 	if op.unit >= 0 {
 		u := &inv.units[op.unit]
@@ -203,8 +293,27 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	} else {
 		pairs = []pair{{op.orphan, k.parts[inv.files[op.orphan].part]}}
 	}
+	// A hardlink holds each duplicate open (O_PATH) from its re-check until after the rename, and
+	// closes it last: the replaced file is then freed by the close, outside the directory lock
+	// rename holds, so lanes free files in parallel instead of queueing on that lock.
+	var held []int
+	defer func() {
+		for _, fd := range held {
+			p.release(fd)
+		}
+	}()
 	for _, pr := range pairs {
-		if why := p.recheck(pr.dup); why != "" {
+		var why string
+		if p.opts.Action == ActionHardlink {
+			var fd int
+			fd, why = p.hold(pr.dup)
+			if fd >= 0 {
+				held = append(held, fd)
+			}
+		} else {
+			why = p.recheck(pr.dup)
+		}
+		if why != "" {
 			return 0, 0, why, false
 		}
 		if inv.files[pr.dup].dir != inv.files[pr.kept].dir && inv.Dirs[inv.files[pr.dup].dir].dev != inv.Dirs[inv.files[pr.kept].dir].dev && p.opts.Action == ActionHardlink {
@@ -237,11 +346,16 @@ func (p *Plan) refreshKept(pairs []pair) {
 	for _, pr := range pairs {
 		k := &p.inv.files[pr.kept]
 		key := inodeKey{k.dir, k.Inode}
-		if _, ok := p.ctimes[key]; !ok {
+		p.mu.Lock()
+		_, ok := p.ctimes[key]
+		p.mu.Unlock()
+		if !ok {
 			continue
 		}
 		if fi, err := os.Lstat(k.Path); err == nil && sameInfo(fi, k.File, 0) == "" {
+			p.mu.Lock()
 			p.ctimes[key] = ctimeOf(fi)
+			p.mu.Unlock()
 		}
 	}
 }
@@ -261,7 +375,47 @@ func (p *Plan) recheck(i int32) string {
 		}
 		return fmt.Sprintf("stat: %v", errors.Unwrap(err))
 	}
-	return sameInfo(fi, f.File, p.ctimes[inodeKey{f.dir, f.Inode}])
+	p.mu.Lock()
+	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
+	p.mu.Unlock()
+	return sameInfo(fi, f.File, ct)
+}
+
+// seen reports whether the kept unit's absent companions were checked already.
+func (p *Plan) seen(kept int32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keptSeen[kept]
+}
+
+// hold is recheck through an O_PATH descriptor it returns open (-1 when the check fails): the
+// descriptor pins the inode the check saw.
+func (p *Plan) hold(i int32) (int, string) {
+	f := &p.inv.files[i]
+	d := &p.inv.Dirs[f.dir]
+	if filepath.Dir(f.Path) != d.Path || d.live[f.Path] {
+		return -1, ErrOutside.Error()
+	}
+	fd, err := unix.Open(f.Path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return -1, "vanished since the scan"
+		}
+		return -1, fmt.Sprintf("open: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Sprintf("stat: %v", err)
+	}
+	p.mu.Lock()
+	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
+	p.mu.Unlock()
+	if why := sameStat(&st, f.File, ct); why != "" {
+		unix.Close(fd)
+		return -1, why
+	}
+	return fd, ""
 }
 
 // absent checks that a companion the scan did not see has not appeared since.
@@ -408,4 +562,21 @@ func (p *Plan) move(pairs []pair, touched map[string]bool) (int, int64, string, 
 		freed += f.Size
 	}
 	return n, freed, "", false
+}
+
+// sameStat is sameInfo for a raw fstat result.
+func sameStat(st *unix.Stat_t, want board.File, ctime int64) string {
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return "no longer a regular file"
+	case st.Ino != want.Inode:
+		return "replaced since the scan (inode changed)"
+	case st.Size != want.Size:
+		return fmt.Sprintf("size changed since the scan (%d -> %d bytes)", want.Size, st.Size)
+	case !time.Unix(st.Mtim.Unix()).Equal(want.ModTime):
+		return "modified since the scan (mtime changed)"
+	case ctime != 0 && st.Ctim.Nano() != ctime:
+		return "changed since it was read (ctime changed)"
+	}
+	return ""
 }

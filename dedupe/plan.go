@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +32,8 @@ type Plan struct {
 	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
 	// Apply: kept units whose absent companions were checked
 	keptSeen map[int32]bool
+	mu       sync.Mutex   // Apply's lanes share ctimes and keptSeen
+	release  func(fd int) // Apply: closes a replaced file's descriptor, which frees the file
 }
 
 // group is one distinct content: its units in keep order and the kept one.

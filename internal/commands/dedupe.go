@@ -34,7 +34,7 @@ func dedupeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "check-contents", Usage: "check each distinct content with the probe (healthy database or corrupt)"},
 			&cli.BoolFlag{Name: "fail-on-duplicates", Usage: "exit 1 when a dry run finds duplicates"},
 			&cli.DurationFlag{Name: "burst-gap", Value: dedupeDefaultGap, Usage: "backups further apart than this start a new burst"},
-			&cli.IntFlag{Name: "workers", Value: 2, Usage: "parallel readers while hashing"},
+			&cli.IntFlag{Name: "workers", Value: 2, Usage: "parallel readers while hashing, and parallel lanes while applying"},
 			&cli.BoolFlag{Name: "archived", Usage: "include boards under kanban/boards/_archived/"},
 		},
 		Action: func(c *cli.Context) error {
@@ -77,7 +77,7 @@ func dedupeCommand() *cli.Command {
 			out := reports.DedupeResult{Report: plan.Report, DryRun: !c.Bool("apply")}
 			var applyErr error
 			if c.Bool("apply") {
-				out.Applied, applyErr = dedupe.Apply(ctx, plan, dedupe.ApplyOptions{Progress: progress})
+				out.Applied, applyErr = dedupe.Apply(ctx, plan, dedupe.ApplyOptions{Workers: c.Int("workers"), Progress: progress})
 			}
 			if c.Bool("json") {
 				err = reports.JSON(c.App.Writer, "dedupe-backups", out)
