@@ -95,10 +95,12 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 	} else {
 		defer func() { closeConn() }()
 		pctx, cancel := context.WithTimeout(ctx, opts.Timeout+time.Second)
-		if opts.Full && opts.Workers > 1 {
+		if a, done := pageCheck(pctx, c, opts.Full); done {
+			first = a
+		} else if opts.Full && opts.Workers > 1 {
 			first = fullParallel(pctx, c, b.DB, opts.connOptions(), opts.Workers)
 		} else {
-			first = checkPass(pctx, c, b.DB, opts.Full, opts.connOptions(), opts.Workers)
+			first = sqlitePass(pctx, c, b.DB, opts.Full, opts.connOptions(), opts.Workers)
 		}
 		cancel()
 	}
@@ -214,9 +216,17 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 	return res, nil
 }
 
-// checkPass is the whole-database check the re-checks and the confirming child run: one
-// integrity_check with full, else quickPass.
+// checkPass is the whole-database check the re-checks and the confirming child run: the page
+// check when its answer stands, else one integrity_check with full, else quickPass.
 func checkPass(ctx context.Context, c *sql.Conn, path string, full bool, conn sqlitex.Options, workers int) answer {
+	if a, done := pageCheck(ctx, c, full); done {
+		return a
+	}
+	return sqlitePass(ctx, c, path, full, conn, workers)
+}
+
+// sqlitePass is SQLite's own check: one integrity_check with full, else quickPass.
+func sqlitePass(ctx context.Context, c *sql.Conn, path string, full bool, conn sqlitex.Options, workers int) answer {
 	if full {
 		return runPass(ctx, c, pragmaFor(true, ""))
 	}
@@ -255,6 +265,10 @@ func (r *Result) inconclusive(b board.Board, a answer, prefix string) {
 	r.Verdict = Inconclusive
 	f := Finding{Code: "inconclusive", Severity: "warning", Message: prefix + a.summary()}
 	switch {
+	case a.Changed:
+		f.Code = "file-changed"
+		f.Message = prefix + a.Err
+		f.Hint = "find what rewrote or truncated the file outside SQLite, then run kanban-doctor verify again"
 	case a.interrupted():
 		f.Code = "interrupted"
 		f.Message = prefix + "check " + a.Err

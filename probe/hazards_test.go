@@ -16,6 +16,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/reexec"
 	"github.com/kanban-doctor/kanban-doctor/probe"
+	"github.com/kanban-doctor/kanban-doctor/probe/pagecheck"
 )
 
 const flockChild = "probe-test-flock"
@@ -102,9 +103,10 @@ func TestLiveBoardHazards(t *testing.T) {
 }
 
 // TestTruncatedUnderTheCheckNeverCrashes: the board's file is cut to half by another process
-// while full checks run on it. The probe reads through SQLite's VFS (no mmap), so a vanished page
-// is an I/O or corruption answer, never a signal: the process survives and the verdict is one of
-// healthy (the check finished first), corrupt/truncated (confirmed) or inconclusive.
+// while full checks run on it, at whatever moment that lands. The page check reads the file
+// memory-mapped, so a vanished page can be a fault (recovered: inconclusive), the SQLite passes
+// read it with pread (an I/O or corruption answer): the process survives and the verdict is one
+// of healthy (the check finished first), corrupt/truncated (confirmed) or inconclusive.
 func TestTruncatedUnderTheCheckNeverCrashes(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "kanban.db")
 	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 4000, Seed: 5}); err != nil {
@@ -138,5 +140,39 @@ func TestTruncatedUnderTheCheckNeverCrashes(t *testing.T) {
 	}
 	if res.Verdict != probe.Corrupt || res.Class != probe.ClassTruncated {
 		t.Fatalf("truncated board: %s/%s", res.Verdict, res.Class)
+	}
+}
+
+// TestMappedFileShrinkingIsInconclusive: another process truncates the board exactly while the
+// page check reads it memory-mapped (the test hook runs between its walk and its scan). The
+// fault on a page past the new end is recovered: the verdict is inconclusive with a finding that
+// says the file changed, no child is asked, no backup is written, and the process lives on to
+// call the truncated board what it is.
+func TestMappedFileShrinkingIsInconclusive(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kanban.db")
+	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 1500, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(db)
+	pagecheck.TestHookBeforeScan = func() {
+		if out, err := exec.Command("truncate", "-s", fmt.Sprint(fi.Size()/3), db).CombinedOutput(); err != nil {
+			t.Errorf("truncate: %v: %s", err, out)
+		}
+	}
+	res, err := probe.Check(context.Background(), boardAt(t, db), probe.Options{Backup: true})
+	pagecheck.TestHookBeforeScan = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != probe.Inconclusive || len(res.Findings) == 0 || res.Findings[0].Code != "file-changed" || res.Backup != "" || res.Child != "" {
+		t.Fatalf("verdict %s, child %q, backup %q, findings %+v", res.Verdict, res.Child, res.Backup, res.Findings)
+	}
+	t.Logf("%s: %s", res.Verdict, res.Findings[0].Message)
+	res, err = probe.Check(context.Background(), boardAt(t, db), probe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != probe.Corrupt || res.Class != probe.ClassTruncated {
+		t.Fatalf("truncated board afterwards: %s/%s", res.Verdict, res.Class)
 	}
 }

@@ -3,7 +3,9 @@ package probe_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/fixture"
 	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 	"github.com/kanban-doctor/kanban-doctor/probe"
 )
 
@@ -78,6 +81,53 @@ func TestHealthyWhileWritersCommitAndCheckpoint(t *testing.T) {
 	}
 	t.Logf("%d checks healthy while writers committed %d tasks", checks, len(ids))
 	assertNoBackups(t, db)
+}
+
+// TestHealthyWhileAnotherProcessVacuums: a separate sqlite3 process deletes events and VACUUMs
+// the board again and again (the file shrinks each time) while verify runs in a loop, quick and
+// full, on a rollback board and a WAL board. SQLite's locks keep a VACUUM from shrinking the file
+// under a reader, so every verdict is healthy, and nothing faults.
+func TestHealthyWhileAnotherProcessVacuums(t *testing.T) {
+	sqlite3 := testenv.Tool(t, "sqlite3")
+	for _, wal := range []bool{false, true} {
+		db := filepath.Join(t.TempDir(), "kanban.db")
+		ctx := context.Background()
+		if err := kanban.Generate(ctx, db, kanban.GenOptions{Tasks: 1500, Seed: 11, WAL: wal}); err != nil {
+			t.Fatal(err)
+		}
+		vctx, stop := context.WithCancel(ctx)
+		var vacuums atomic.Int32
+		vdone := make(chan struct{})
+		go func() {
+			defer close(vdone)
+			for i := 0; vctx.Err() == nil && i < 40; i++ {
+				out, err := exec.Command(sqlite3, "-cmd", ".timeout 5000", db,
+					fmt.Sprintf("DELETE FROM task_events WHERE id %% 40 = %d; VACUUM;", i)).CombinedOutput()
+				if err != nil {
+					t.Errorf("vacuum %d: %v: %s", i, err, out)
+					return
+				}
+				vacuums.Add(1)
+			}
+		}()
+		b := boardAt(t, db)
+		checks := 0
+		for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); checks++ {
+			res, err := probe.Check(ctx, b, probe.Options{Full: checks%2 == 1, Timeout: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict != probe.Healthy {
+				t.Fatalf("wal=%v check %d: %s %+v", wal, checks, res.Verdict, res.Findings)
+			}
+		}
+		stop()
+		<-vdone
+		if vacuums.Load() < 3 {
+			t.Fatalf("wal=%v: only %d VACUUMs overlapped %d checks", wal, vacuums.Load(), checks)
+		}
+		t.Logf("wal=%v: %d checks healthy across %d VACUUMs", wal, checks, vacuums.Load())
+	}
 }
 
 func assertNoBackups(t *testing.T, db string) {

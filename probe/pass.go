@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/probe/pagecheck"
 )
 
 // maxLines caps how many lines of one answer are kept.
@@ -22,9 +23,12 @@ type answer struct {
 	Code      int      `json:"code,omitempty"` // extended SQLite result code of the error, 0 if none
 	Err       string   `json:"err,omitempty"`
 	Cancelled bool     `json:"cancelled,omitempty"` // the context ended: never a finding about the DB
+	Changed   bool     `json:"changed,omitempty"`   // the file shrank or was replaced under the check
 }
 
-func (a answer) ok() bool { return len(a.Lines) == 0 && a.Code == 0 && a.Err == "" && !a.Cancelled }
+func (a answer) ok() bool {
+	return len(a.Lines) == 0 && a.Code == 0 && a.Err == "" && !a.Cancelled && !a.Changed
+}
 
 // kind sorts the error that ended the pass.
 func (a answer) kind() sqlitex.Kind {
@@ -52,7 +56,7 @@ func (a answer) operational() bool {
 // suspicious reports an answer that claims damage: non-ok lines or a corrupt, not-a-database, I/O
 // or unexpected error.
 func (a answer) suspicious() bool {
-	return !a.ok() && !a.busy() && !a.interrupted() && !a.operational()
+	return !a.ok() && !a.busy() && !a.interrupted() && !a.operational() && !a.Changed
 }
 
 // summary is the answer in one short line.
@@ -95,6 +99,40 @@ func contextMessage(ctx context.Context, err error) string {
 	}
 	return "cancelled"
 }
+
+// mmapMax is how much of the file the page check maps (modernc's build allows up to
+// 0x7fff0000 bytes): reading mapped pages instead of one pread per page is what makes the page
+// check faster than SQLite's own pass here. A fault on a mapped page (another process shrank the
+// file) becomes an inconclusive answer, never a crash (pagecheck.ErrFileChanged).
+const mmapMax = 0x7fff0000
+
+// pageCheck runs the page check (probe/pagecheck: every page read through SQLite on c, checked
+// in Go on all cores) and reports done when its answer stands: the database passed, or it is
+// busy, locked out, cancelled or changed under the check. Otherwise (it reported something, or
+// does not cover this schema) SQLite's own pass must judge: the page check's rules are as strict
+// as SQLite's or stricter, and it never decides damage on its own. Quick mode compares index
+// contents too, except for the largest table, as quickPass does.
+func pageCheck(ctx context.Context, c *sql.Conn, full bool) (a answer, done bool) {
+	if noPageCheck {
+		return answer{}, false
+	}
+	rep, err := pagecheck.Check(ctx, c, pagecheck.Options{Full: full, ContentsButLargest: !full, MmapMax: mmapMax})
+	switch {
+	case err == nil && len(rep.Problems) == 0:
+		return answer{}, true
+	case errors.Is(err, pagecheck.ErrFileChanged):
+		return answer{Err: "the database file shrank or was replaced while it was being read (a memory-mapped page faulted): " +
+			"a process changed it outside SQLite", Changed: true}, true
+	case err != nil:
+		if a := errAnswer(ctx, err); a.busy() || a.interrupted() || a.operational() {
+			return a, true // do not wait for the same lock twice
+		}
+	}
+	return answer{}, false
+}
+
+// noPageCheck turns the page check off (tests that compare it with SQLite's passes).
+var noPageCheck bool
 
 // pragmaFor is the statement a pass runs.
 func pragmaFor(full bool, table string) string {
