@@ -54,8 +54,9 @@ func BenchmarkFullCheck(b *testing.B) {
 // check, and is read back before the check: a setting SQLite ignored fails the benchmark instead
 // of silently measuring the default. Measured on the 350 MB board (README verify section): a
 // 256 MiB cache is slower; mmap trims quick_check here only when one process maps the file again
-// and again, not in a fresh process (which verify and its helpers are), so verify uses neither;
-// mmap would also turn a file truncated by another process into SIGBUS instead of an error.
+// and again, not in a fresh process (which verify and its helpers are), so SQLite's passes use
+// neither. (The page check does map the file: its cost is reading pages, not SQLite's CPU, and it
+// recovers the fault a file truncated by another process causes.)
 func BenchmarkPragmaVariants(b *testing.B) {
 	db := os.Getenv("KD_BENCH_DB")
 	if db == "" {
