@@ -144,6 +144,11 @@ func (g *geometry) parsePage(pgno uint32, b []byte, p *page, bad func(string)) (
 			coverage, ok = false, false
 			continue
 		}
+		if c.nPayload != 0 && c.local[0] < 2 {
+			bad(fmt.Sprintf("page %d cell %d: bad cell header size", pgno, i))
+			coverage, ok = false, false
+			continue
+		}
 		p.cells = append(p.cells, c)
 	}
 	if !coverage {

@@ -116,6 +116,13 @@ func TestNeverOkWhereSQLiteIsNot(t *testing.T) {
 	if testing.Short() {
 		n = 100
 	}
+	if v, err := strconv.Atoi(os.Getenv("KD_PAGECHECK_CASES")); err == nil && v > 0 {
+		n = v // a longer run: KD_PAGECHECK_CASES=5000
+	}
+	seed := uint64(42)
+	if v, err := strconv.ParseUint(os.Getenv("KD_PAGECHECK_SEED"), 10, 64); err == nil {
+		seed = v
+	}
 	dir := t.TempDir()
 	base := genBoard(t, dir, kanban.GenOptions{Tasks: 120, Seed: 7, AttachmentBytes: 6000})
 	orig, err := os.ReadFile(base)
@@ -124,7 +131,7 @@ func TestNeverOkWhereSQLiteIsNot(t *testing.T) {
 	}
 	const ps = 4096
 	pages := len(orig) / ps
-	rng := rand.New(rand.NewPCG(42, 7))
+	rng := rand.New(rand.NewPCG(seed, 7))
 	var sqliteBad, pageBad, stricter, agreeOk int
 	for i := 0; i < n; i++ {
 		b := append([]byte(nil), orig...)
@@ -144,10 +151,10 @@ func TestNeverOkWhereSQLiteIsNot(t *testing.T) {
 				pageBad++
 			case !passed:
 				stricter++
+				t.Logf("case %d (%s), full=%v: stricter than SQLite: %v %.200q", i, what, full, err, rep.Problems)
 				if errors.Is(err, ErrFileChanged) {
 					t.Errorf("case %d: ErrFileChanged on a file nobody changed", i)
 				}
-				_ = rep
 			default:
 				agreeOk++
 			}
