@@ -87,15 +87,14 @@ type chain struct {
 
 // pending is a value that lies (partly) in overflow pages: read after the scan.
 type pending struct {
-	table   *table
-	col     *column
-	rowid   int64
-	first   uint32 // first overflow page
-	nLocal  uint64
-	off, n  uint64 // the value's bytes in the payload
-	head    []byte // its bytes that were on the page
-	typ     uint64
-	notNull bool
+	table  *table
+	col    *column
+	rowid  int64
+	first  uint32 // first overflow page
+	nLocal uint64
+	off, n uint64 // the value's bytes in the payload
+	head   []byte // its bytes that were on the page
+	typ    uint64
 }
 
 // acc is what one worker gathers.
@@ -675,7 +674,7 @@ func (ck *checker) row(tb *table, n uint32, c *cell, a *acc) {
 				head = append(head, c.local[f.off:]...)
 			}
 			a.pending = append(a.pending, pending{table: tb, col: col, rowid: c.key, first: c.ovfl, nLocal: local,
-				off: f.off, n: f.n, head: head, typ: f.typ, notNull: col.notNull})
+				off: f.off, n: f.n, head: head, typ: f.typ})
 			continue
 		}
 		ck.value(tb, col, c.key, f.typ, c.local[f.off:f.off+f.n])
