@@ -512,16 +512,26 @@ func (ck *checker) entry(t int, c *cell, a *acc) *record {
 		return nil
 	}
 	rec := &record{b: c.local, fs: fs}
+	a.addEntry(t, *rec)
+	return rec
+}
+
+// addEntry adds an index entry, in canonical form, to index tree t's content hash.
+func (a *acc) addEntry(t int, rec record) {
 	buf := a.buf[:0]
-	for i := range fs {
+	for i := range rec.fs {
 		tp, v := rec.value(i)
 		buf = canon(buf, tp, v)
 	}
 	a.buf = buf
-	h := xxh3.Hash128(buf)
-	a.act[t][0] += h.Lo
-	a.act[t][1] += h.Hi
-	return rec
+	addHash(&a.act[t], buf)
+}
+
+// addHash adds b's 128-bit hash to a multiset hash: the sum does not depend on order.
+func addHash(sum *[2]uint64, b []byte) {
+	h := xxh3.Hash128(b)
+	sum[0] += h.Lo
+	sum[1] += h.Hi
 }
 
 // order checks that entry x sorts before y in index tree t, and UNIQUE.
@@ -599,15 +609,7 @@ func (ck *checker) indexLeaf(t int, n uint32, p *page, bd bounds, a *acc) {
 			return
 		}
 		cur = record{b: c.local, fs: fs}
-		buf := a.buf[:0]
-		for j := range fs {
-			tp, v := cur.value(j)
-			buf = canon(buf, tp, v)
-		}
-		a.buf = buf
-		h := xxh3.Hash128(buf)
-		a.act[t][0] += h.Lo
-		a.act[t][1] += h.Hi
+		a.addEntry(t, cur)
 		if prev != nil {
 			ck.order(t, n, *prev, cur)
 		}
@@ -722,9 +724,7 @@ func (ck *checker) indexKeys(tb *table, fs []field, payload []byte, rowid int64,
 		}
 		buf = canonInt(buf, rowid)
 		a.buf = buf
-		h := xxh3.Hash128(buf)
-		a.exp[ix.tree][0] += h.Lo
-		a.exp[ix.tree][1] += h.Hi
+		addHash(&a.exp[ix.tree], buf)
 	}
 }
 
