@@ -75,43 +75,49 @@ type opResult struct {
 // after the rename, on a pool of closers, not inside rename under the directory lock. Each op is
 // as kill-safe alone as in a serial run (see the package comment); no op depends on another's.
 func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	workers := o.Workers
-	if workers <= 0 {
-		workers = 2
-	}
-	res := &Result{TempsCleaned: []string{}, Problems: []Outcome{}}
+	res, touched := p.startApply()
 	// The status-change time each inode had when it was read: a re-check compares it, and our own
 	// link-count changes update it (refreshKept).
-	p.ctimes, p.keptSeen = map[inodeKey]int64{}, map[int32]bool{}
 	for i := range p.inv.files {
-		if f := &p.inv.files[i]; f.ctime != 0 {
-			p.ctimes[inodeKey{f.dir, f.Inode}] = f.ctime
-		}
+		p.noteCtime(int32(i))
 	}
-	touched := map[string]bool{}
 	p.cleanTemps(res, touched)
-	if o.Progress != nil {
-		o.Progress.Start("deduplicating", int64(len(p.ops)), false)
-		defer o.Progress.Done()
+	stop := p.startClosers(o.Workers)
+	out := make([]opResult, len(p.ops))
+	all := make([]int, len(p.ops))
+	for i := range all {
+		all[i] = i
 	}
-	// Lanes: the ops of one kept unit, in plan order.
-	laneOf := map[int32]int{}
-	var lanes [][]int
-	for i, op := range p.ops {
-		l, ok := laneOf[op.kept]
-		if !ok {
-			l = len(lanes)
-			laneOf[op.kept] = l
-			lanes = append(lanes, nil)
-		}
-		lanes[l] = append(lanes[l], i)
+	p.runOps(ctx, all, out, o, touched)
+	stop()
+	return p.finishApply(ctx, res, out, touched, o.Logger)
+}
+
+// startApply resets what an apply tracks and returns an empty result and set of touched dirs.
+func (p *Plan) startApply() (*Result, map[string]bool) {
+	p.ctimes, p.keptSeen = map[inodeKey]int64{}, map[int32]bool{}
+	return &Result{TempsCleaned: []string{}, Problems: []Outcome{}}, map[string]bool{}
+}
+
+// noteCtime records the ctime file i had when it was read, unless its inode has one already (the
+// same reading, or a newer one our own action noted).
+func (p *Plan) noteCtime(i int32) {
+	f := &p.inv.files[i]
+	if f.ctime == 0 {
+		return
 	}
-	// Closers free the replaced files (see do): on a disk mounted with discard each free waits
-	// for the device, so several run at once; on a RAM disk it is CPU work on the lanes' cores.
+	k := inodeKey{f.dir, f.Inode}
+	p.mu.Lock()
+	if _, ok := p.ctimes[k]; !ok {
+		p.ctimes[k] = f.ctime
+	}
+	p.mu.Unlock()
+}
+
+// startClosers starts the goroutines that free the replaced files (see do) and returns the
+// function that waits for them: on a disk mounted with discard each free waits for the device, so
+// several run at once; on a RAM disk it is CPU work on the lanes' cores.
+func (p *Plan) startClosers(workers int) (stop func()) {
 	closers := max(workers, 8)
 	frees := make(chan int, 256)
 	var cwg sync.WaitGroup
@@ -125,7 +131,36 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 		}()
 	}
 	p.release = func(fd int) { frees <- fd }
-	out := make([]opResult, len(p.ops))
+	return func() {
+		close(frees)
+		cwg.Wait()
+		p.release = nil
+	}
+}
+
+// runOps runs the given ops of p.ops on o.Workers workers, each kept unit's ops on one lane in
+// plan order, and records what each did in out (indexed like p.ops).
+func (p *Plan) runOps(ctx context.Context, ops []int, out []opResult, o ApplyOptions, touched map[string]bool) {
+	workers := o.Workers
+	if workers <= 0 {
+		workers = 2
+	}
+	if o.Progress != nil {
+		o.Progress.Start("deduplicating", int64(len(ops)), false)
+		defer o.Progress.Done()
+	}
+	laneOf := map[int32]int{}
+	var lanes [][]int
+	for _, i := range ops {
+		op := p.ops[i]
+		l, ok := laneOf[op.kept]
+		if !ok {
+			l = len(lanes)
+			laneOf[op.kept] = l
+			lanes = append(lanes, nil)
+		}
+		lanes[l] = append(lanes[l], i)
+	}
 	dirs := make([]map[string]bool, workers)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -154,14 +189,17 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	close(frees)
-	cwg.Wait()
-	p.release = nil
 	for _, d := range dirs {
 		for k := range d {
 			touched[k] = true
 		}
 	}
+}
+
+// finishApply sums up what the ops did (out, indexed like p.ops) in plan order and syncs the
+// touched directories.
+func (p *Plan) finishApply(ctx context.Context, res *Result, out []opResult, touched map[string]bool, log *slog.Logger) (*Result, error) {
+	log = logger(log)
 	for i, op := range p.ops {
 		r := &out[i]
 		if !r.ran {
@@ -262,22 +300,6 @@ type pair struct{ dup, kept int32 }
 func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	inv := p.inv
 	k := &inv.units[op.kept]
-	// The kept unit must be exactly what was scanned: its files before every action, its absent
-	// companions still absent once per Apply (nothing here creates files beside a kept unit).
-	for pt, fi := range k.parts {
-		if fi >= 0 {
-			if why := p.recheck(fi); why != "" {
-				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
-			}
-		} else if !p.seen(op.kept) {
-			if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
-				return 0, 0, "kept copy: " + why, false
-			}
-		}
-	}
-	p.mu.Lock()
-	p.keptSeen[op.kept] = true
-	p.mu.Unlock()
 	var pairs []pair
 	if op.unit >= 0 {
 		u := &inv.units[op.unit]
@@ -323,12 +345,33 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 			return 0, 0, why, false
 		}
 	}
+	// The kept unit must be exactly what was scanned: its files before every action, its absent
+	// companions still absent once per Apply (nothing here creates files beside a kept unit). Our
+	// own links to a kept file change its ctime, so the ops of one kept unit take its lock from
+	// this re-check until refreshKept has noted the new ctime.
+	mu := &p.keptMu[int(op.kept)%len(p.keptMu)]
+	mu.Lock()
+	defer mu.Unlock()
+	for pt, fi := range k.parts {
+		if fi >= 0 {
+			if why := p.recheck(fi); why != "" {
+				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
+			}
+		} else if !p.seen(op.kept) {
+			if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
+				return 0, 0, "kept copy: " + why, false
+			}
+		}
+	}
+	p.mu.Lock()
+	p.keptSeen[op.kept] = true
+	p.mu.Unlock()
 	touchesKept := p.opts.Action == ActionHardlink
 	for _, pr := range pairs {
 		touchesKept = touchesKept || inv.linked(pr.dup, pr.kept)
 	}
 	if touchesKept { // our own action changes the kept inode's link count, hence its ctime
-		defer p.refreshKept(pairs)
+		defer p.refreshKept(pairs) // runs before the unlock
 	}
 	switch p.opts.Action {
 	case ActionHardlink:

@@ -47,10 +47,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runApplyChild is a separate process running a full apply: args are action, to, dir.
+// runApplyChild is a separate process running a full apply: args are action, to, dir and
+// "stream" (act while reading, as the command does: dedupe.ScanApply) or "phases" (Scan, NewPlan,
+// Apply).
 func runApplyChild(args []string) int {
 	ctx := context.Background()
 	action, to, dir := args[0], args[1], args[2]
+	if args[3] == "stream" {
+		fmt.Println("applying") // it acts from the first units read on
+		_, _, err := dedupe.ScanApply(ctx, []board.Board{board.New("storm", filepath.Join(dir, board.DBName))}, dedupe.Options{},
+			dedupe.PlanOptions{Action: dedupe.Action(action), To: to}, dedupe.ApplyOptions{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 8
+		}
+		return 0
+	}
 	inv, err := dedupe.Scan(ctx, []board.Board{board.New("storm", filepath.Join(dir, board.DBName))}, dedupe.Options{Verify: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -657,7 +669,8 @@ func TestSIGKILLDuringApplyLosesNothing(t *testing.T) {
 		os.WriteFile(db+"-shm", []byte("live shm"), 0o644)
 		liveBefore := []string{sha(t, db), sha(t, db+"-wal"), sha(t, db+"-shm")}
 
-		cmd, err := reexec.Command(context.Background(), applyChild, string(action), map[bool]string{true: to}[action == dedupe.ActionMove], dir)
+		mode := []string{"phases", "stream"}[i/3%2] // every action both ways
+		cmd, err := reexec.Command(context.Background(), applyChild, string(action), map[bool]string{true: to}[action == dedupe.ActionMove], dir, mode)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -708,8 +721,13 @@ func TestSIGKILLDuringApplyLosesNothing(t *testing.T) {
 			withTemps++
 		}
 		// The full run that finishes the job.
-		p := scanPlan(t, dir, true, dedupe.PlanOptions{Action: action, To: map[bool]string{true: to}[action == dedupe.ActionMove]})
-		res, err := dedupe.Apply(context.Background(), p, dedupe.ApplyOptions{})
+		po := dedupe.PlanOptions{Action: action, To: map[bool]string{true: to}[action == dedupe.ActionMove]}
+		var res *dedupe.Result
+		if mode == "stream" {
+			_, res, err = dedupe.ScanApply(context.Background(), []board.Board{board.New("storm", db)}, dedupe.Options{}, po, dedupe.ApplyOptions{})
+		} else {
+			res, err = dedupe.Apply(context.Background(), scanPlan(t, dir, true, po), dedupe.ApplyOptions{})
+		}
 		if err != nil || res.Failed != 0 || res.Skipped != 0 {
 			t.Fatalf("iteration %d (%s, killed after %v): finishing run: %v %+v", i, action, delay, err, res)
 		}

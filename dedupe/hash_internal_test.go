@@ -23,7 +23,7 @@ func TestHashFileRefusesWhatIsNoLongerTheScannedFile(t *testing.T) {
 	scanned := board.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime(), Inode: st.Ino}
 
 	f := &file{File: scanned}
-	hashFile(f, nil)
+	hashFile(f, nil, nil)
 	if f.state != stHashed || f.ctime == 0 {
 		t.Fatalf("unchanged file: state %v, ctime %d", f.state, f.ctime)
 	}
@@ -40,7 +40,7 @@ func TestHashFileRefusesWhatIsNoLongerTheScannedFile(t *testing.T) {
 			tc.replace()
 			f := &file{File: scanned}
 			done := make(chan struct{})
-			go func() { hashFile(f, nil); close(done) }()
+			go func() { hashFile(f, nil, nil); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):

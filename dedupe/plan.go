@@ -32,8 +32,9 @@ type Plan struct {
 	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
 	// Apply: kept units whose absent companions were checked
 	keptSeen map[int32]bool
-	mu       sync.Mutex   // Apply's lanes share ctimes and keptSeen
-	release  func(fd int) // Apply: closes a replaced file's descriptor, which frees the file
+	mu       sync.Mutex     // Apply's lanes share ctimes and keptSeen
+	release  func(fd int)   // Apply: closes a replaced file's descriptor, which frees the file
+	keptMu   [64]sync.Mutex // Apply: held from a kept unit's re-check to the end of an action on it
 }
 
 // group is one distinct content: its units in keep order and the kept one.
@@ -126,6 +127,17 @@ type Skipped struct {
 
 // NewPlan groups the inventory's units by content and decides what an apply would do.
 func NewPlan(inv *Inventory, o PlanOptions) (*Plan, error) {
+	p, err := newPlan(inv, o)
+	if err != nil {
+		return nil, err
+	}
+	p.group()
+	p.report()
+	return p, nil
+}
+
+// newPlan checks the options against the inventory's directories (no hashes needed yet).
+func newPlan(inv *Inventory, o PlanOptions) (*Plan, error) {
 	if o.Keep == "" {
 		o.Keep = KeepOldest
 	}
@@ -151,8 +163,6 @@ func NewPlan(inv *Inventory, o PlanOptions) (*Plan, error) {
 	default:
 		return nil, fmt.Errorf("plan: --action %q: %w (want remove, hardlink or move)", o.Action, ErrUsage)
 	}
-	p.group()
-	p.report()
 	return p, nil
 }
 

@@ -31,34 +31,51 @@ const wholeMax = 16 << 20
 // possible twin (same part sizes; orphan companions of a size some unit's companion has). It
 // never opens a board's live database, -wal, -shm or lock files, and never follows a symlink.
 func Scan(ctx context.Context, boards []board.Board, opts Options) (*Inventory, error) {
+	inv, cand, err := inventory(boards, opts)
+	if err != nil {
+		return nil, err
+	}
+	hp := inv.hashPlan(cand)
+	if err := inv.hash(ctx, hp, opts, nil); err != nil {
+		return nil, err
+	}
+	for _, i := range hp.later {
+		inv.copyLater(hp, i)
+	}
+	log := logger(opts.Logger)
+	log.Debug("hashed backups", "bytes", inv.Hashed, "in_memory_proofs", len(inv.reps))
+	return inv, nil
+}
+
+func logger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// inventory lists the backups of every board (stat only) in keep order and the files worth hashing.
+func inventory(boards []board.Board, opts Options) (*Inventory, []int32, error) {
 	inv := &Inventory{}
 	seen := map[string]bool{}
 	for _, b := range boards {
 		db, err := filepath.Abs(b.DB)
 		if err != nil {
-			return nil, fmt.Errorf("scan %s: %w", b.DB, err)
+			return nil, nil, fmt.Errorf("scan %s: %w", b.DB, err)
 		}
 		if seen[db] {
 			continue
 		}
 		seen[db] = true
 		if err := inv.addBoard(board.New(b.Name, db)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	inv.sortUnits()
 	cand := inv.candidates()
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log.Debug("scanned backups", "dirs", len(inv.Dirs), "units", len(inv.units), "files", inv.Files,
+	logger(opts.Logger).Debug("scanned backups", "dirs", len(inv.Dirs), "units", len(inv.units), "files", inv.Files,
 		"bytes", inv.Bytes, "orphans", len(inv.orphans), "temps", len(inv.Temps), "to_hash", len(cand))
-	if err := inv.hash(ctx, cand, opts); err != nil {
-		return nil, err
-	}
-	log.Debug("hashed backups", "bytes", inv.Hashed, "in_memory_proofs", len(inv.reps))
-	return inv, nil
+	return inv, cand, nil
 }
 
 func (inv *Inventory) addBoard(b board.Board) error {
@@ -248,8 +265,43 @@ type repKey struct {
 	sum  xxh3.Uint128
 }
 
-// hash reads the candidate files on opts.Workers readers. Files sharing an inode are read once.
-func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) error {
+// hashPlan splits the files to hash into those read (in the given order) and those sharing an
+// inode with an earlier one, which take its result (copyLater) instead of being read again.
+type hashPlan struct {
+	todo  []int32
+	later []int32
+	first map[inodeKey]int32 // inode -> the file read for it
+	total int64              // bytes to read
+}
+
+func (inv *Inventory) hashPlan(cand []int32) hashPlan {
+	hp := hashPlan{first: make(map[inodeKey]int32, len(cand))}
+	for _, i := range cand {
+		f := &inv.files[i]
+		k := inodeKey{f.dir, f.Inode}
+		if _, ok := hp.first[k]; ok && f.Inode != 0 {
+			hp.later = append(hp.later, i)
+			continue
+		}
+		hp.first[k] = i
+		hp.todo = append(hp.todo, i)
+		hp.total += f.Size
+	}
+	return hp
+}
+
+// copyLater gives file i (in hp.later) the result of the file read for its inode.
+func (inv *Inventory) copyLater(hp hashPlan, i int32) {
+	f := &inv.files[i]
+	src := &inv.files[hp.first[inodeKey{f.dir, f.Inode}]]
+	f.sum, f.state, f.rep, f.why = src.sum, src.state, src.rep, src.why
+}
+
+// hash reads hp.todo on opts.Workers readers, in that order; done (if not nil) is called with the
+// position in hp.todo of each file once its result is final. With opts.Verify, a file equal byte
+// for byte to the in-memory copy of a content (the copy its part and size last matched) takes that
+// copy's hash without hashing: equal bytes have the same hash, and the comparison is the proof.
+func (inv *Inventory) hash(ctx context.Context, hp hashPlan, opts Options, done func(n int)) error {
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = 2
@@ -258,25 +310,18 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 	if budget == 0 {
 		budget = 64 << 20
 	}
-	first := make(map[inodeKey]int32, len(cand))
-	var todo, later []int32
-	var total int64
-	for _, i := range cand {
-		f := &inv.files[i]
-		k := inodeKey{f.dir, f.Inode}
-		if _, ok := first[k]; ok && f.Inode != 0 {
-			later = append(later, i)
-			continue
-		}
-		first[k] = i
-		todo = append(todo, i)
-		total += f.Size
+	todo := hp.todo
+	type sizeKey struct {
+		part Part
+		size int64
 	}
 	var (
-		done   atomic.Int64
+		read   atomic.Int64
 		next   atomic.Int64
 		mu     sync.Mutex
 		reps   = map[repKey]int32{}
+		sums   []xxh3.Uint128        // of inv.reps
+		hint   = map[sizeKey]int32{} // the copy a file of this part and size last matched
 		used   int64
 		wg     sync.WaitGroup
 		cancel atomic.Bool
@@ -291,8 +336,10 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 			if used+int64(len(buf)) <= budget {
 				used += int64(len(buf))
 				inv.reps = append(inv.reps, bytes.Clone(buf))
+				sums = append(sums, f.sum)
 				r = int32(len(inv.reps) - 1)
 				reps[k] = r
+				hint[sizeKey{f.part, f.Size}] = r
 			}
 			mu.Unlock()
 			return r
@@ -300,12 +347,33 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 		rb := inv.reps[r]
 		mu.Unlock()
 		if bytes.Equal(rb, buf) {
+			mu.Lock()
+			hint[sizeKey{f.part, f.Size}] = r
+			mu.Unlock()
 			return r
 		}
 		return -1 // an xxh3 collision: Apply compares from disk and finds the difference
 	}
+	// known returns the copy buf equals, if it is the one its part and size last matched.
+	var known func(f *file, buf []byte) (xxh3.Uint128, int32, bool)
+	if opts.Verify {
+		known = func(f *file, buf []byte) (xxh3.Uint128, int32, bool) {
+			mu.Lock()
+			r, ok := hint[sizeKey{f.part, f.Size}]
+			var rb []byte
+			var sum xxh3.Uint128
+			if ok {
+				rb, sum = inv.reps[r], sums[r]
+			}
+			mu.Unlock()
+			if ok && bytes.Equal(rb, buf) {
+				return sum, r, true
+			}
+			return sum, -1, false
+		}
+	}
 	if opts.Progress != nil {
-		opts.Progress.Start("hashing backups", total, true)
+		opts.Progress.Start("hashing backups", hp.total, true)
 		defer opts.Progress.Done()
 	}
 	for w := 0; w < workers; w++ {
@@ -323,11 +391,15 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 					return
 				}
 				f := &inv.files[todo[n]]
-				buf = hashFile(f, buf)
-				if opts.Verify && f.state == stHashed && f.Size <= wholeMax {
+				var proven bool
+				buf, proven = hashFile(f, buf, known)
+				if opts.Verify && !proven && f.state == stHashed && f.Size <= wholeMax {
 					f.rep = repFor(f, buf[:f.Size])
 				}
-				done.Add(f.Size)
+				read.Add(f.Size)
+				if done != nil {
+					done(int(n))
+				}
 				if opts.Progress != nil {
 					opts.Progress.Add(f.Size)
 				}
@@ -338,32 +410,29 @@ func (inv *Inventory) hash(ctx context.Context, cand []int32, opts Options) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("hash backups: %w", err)
 	}
-	inv.Hashed = done.Load()
-	for _, i := range later {
-		f := &inv.files[i]
-		src := &inv.files[first[inodeKey{f.dir, f.Inode}]]
-		f.sum, f.state, f.rep, f.why = src.sum, src.state, src.rep, src.why
-	}
+	inv.Hashed = read.Load()
 	return nil
 }
 
 // hashFile hashes f (refusing symlinks and files that changed since the scan) and returns the
-// buffer for reuse; for files up to wholeMax the buffer holds the content afterwards.
-func hashFile(f *file, buf []byte) []byte {
+// buffer for reuse; for files up to wholeMax the buffer holds the content afterwards. When known
+// (not nil) finds the content equal to an in-memory copy, f takes that copy's hash and rep without
+// hashing, and proven is true.
+func hashFile(f *file, buf []byte, known func(*file, []byte) (xxh3.Uint128, int32, bool)) (_ []byte, proven bool) {
 	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		f.state, f.why = stChanged, fmt.Sprintf("open: %v", errors.Unwrap(err))
-		return buf
+		return buf, false
 	}
 	defer fd.Close()
 	fi, err := fd.Stat()
 	if err != nil {
 		f.state, f.why = stChanged, fmt.Sprintf("stat: %v", err)
-		return buf
+		return buf, false
 	}
 	if why := sameInfo(fi, f.File, 0); why != "" {
 		f.state, f.why = stChanged, why
-		return buf
+		return buf, false
 	}
 	f.ctime = ctimeOf(fi)
 	if f.Size <= wholeMax {
@@ -376,10 +445,16 @@ func hashFile(f *file, buf []byte) []byte {
 			if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 				f.why = fmt.Sprintf("read: %v", err)
 			}
-			return buf
+			return buf, false
+		}
+		if known != nil {
+			if sum, r, ok := known(f, buf[:n]); ok {
+				f.sum, f.rep, f.state = sum, r, stHashed
+				return buf, true
+			}
 		}
 		f.sum, f.state = xxh3.Hash128(buf[:n]), stHashed
-		return buf
+		return buf, false
 	}
 	if cap(buf) < 1<<20 {
 		buf = make([]byte, 1<<20)
@@ -391,10 +466,10 @@ func hashFile(f *file, buf []byte) []byte {
 		if err != nil {
 			f.why = fmt.Sprintf("read: %v", err)
 		}
-		return buf
+		return buf, false
 	}
 	f.sum, f.state = h.Sum128(), stHashed
-	return buf
+	return buf, false
 }
 
 // sameFile checks an open file against what the scan saw: same inode, size and mtime, regular.

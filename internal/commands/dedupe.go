@@ -58,27 +58,40 @@ func dedupeCommand() *cli.Command {
 				return err
 			}
 			progress := reports.NewProgress(c.App.ErrWriter)
-			inv, err := dedupe.Scan(ctx, boards, dedupe.Options{Workers: c.Int("workers"), Verify: c.Bool("apply"), Progress: progress})
-			if err != nil {
-				return dedupeErr(err)
-			}
-			plan, err := dedupe.NewPlan(inv, dedupe.PlanOptions{Keep: dedupe.Keep(c.String("keep")),
-				Action: dedupe.Action(c.String("action")), To: c.String("to"), BurstGap: c.Duration("burst-gap")})
-			if errors.Is(err, dedupe.ErrUsage) {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if err != nil {
-				return exitcode.Wrap(exitcode.Operational, err)
-			}
-			if c.Bool("check-contents") {
-				if err := dedupe.CheckContents(ctx, plan, dedupe.CheckOptions{}); err != nil {
+			so := dedupe.Options{Workers: c.Int("workers"), Verify: c.Bool("apply"), Progress: progress}
+			po := dedupe.PlanOptions{Keep: dedupe.Keep(c.String("keep")),
+				Action: dedupe.Action(c.String("action")), To: c.String("to"), BurstGap: c.Duration("burst-gap")}
+			ao := dedupe.ApplyOptions{Workers: c.Int("workers"), Progress: progress}
+			var (
+				plan     *dedupe.Plan
+				applied  *dedupe.Result
+				applyErr error
+			)
+			if c.Bool("apply") && !c.Bool("check-contents") {
+				// Acts while it reads (the contents check, when asked for, comes before any action).
+				plan, applied, applyErr = dedupe.ScanApply(ctx, boards, so, po, ao)
+				if plan == nil {
+					return dedupePlanErr(applyErr)
+				}
+			} else {
+				inv, err := dedupe.Scan(ctx, boards, so)
+				if err != nil {
 					return dedupeErr(err)
 				}
+				plan, err = dedupe.NewPlan(inv, po)
+				if err != nil {
+					return dedupePlanErr(err)
+				}
+				if c.Bool("check-contents") {
+					if err := dedupe.CheckContents(ctx, plan, dedupe.CheckOptions{}); err != nil {
+						return dedupeErr(err)
+					}
+				}
+				if c.Bool("apply") {
+					applied, applyErr = dedupe.Apply(ctx, plan, ao)
+				}
 			}
-			out := reports.DedupeResult{Report: plan.Report, DryRun: !c.Bool("apply")}
-			var applyErr error
-			if c.Bool("apply") {
-				out.Applied, applyErr = dedupe.Apply(ctx, plan, dedupe.ApplyOptions{Workers: c.Int("workers"), Progress: progress})
-			}
+			out := reports.DedupeResult{Report: plan.Report, DryRun: !c.Bool("apply"), Applied: applied}
 			if c.Bool("json") {
 				err = reports.JSON(c.App.Writer, "dedupe-backups", out)
 			} else {
@@ -150,6 +163,14 @@ func hasBackups(dir string) bool {
 			return false
 		}
 	}
+}
+
+// dedupePlanErr is dedupeErr that also maps invalid plan options to a usage error (exit 4).
+func dedupePlanErr(err error) error {
+	if errors.Is(err, dedupe.ErrUsage) {
+		return exitcode.Wrap(exitcode.Usage, err)
+	}
+	return dedupeErr(err)
 }
 
 // dedupeErr maps an error to the exit-code contract: an interrupted run (a cancelled context:
