@@ -206,6 +206,23 @@ type contentKey struct {
 	sums [nParts]xxh3.Uint128
 }
 
+// contentOf is a unit's content key; whole is false when a part of it is not (or no longer)
+// hashed: such a unit is its own content and is never acted on.
+func (inv *Inventory) contentOf(u *unit) (k contentKey, whole bool) {
+	k.s = inv.sigOf(u)
+	for pt, fi := range u.parts {
+		if fi < 0 {
+			continue
+		}
+		f := &inv.files[fi]
+		if f.state != stHashed {
+			return k, false
+		}
+		k.sums[pt] = f.sum
+	}
+	return k, true
+}
+
 // group sorts units into contents. A unit with a part that changed while hashing is its own
 // content and is never acted on.
 func (p *Plan) group() {
@@ -213,19 +230,7 @@ func (p *Plan) group() {
 	idx := make(map[contentKey]int, len(inv.units))
 	for i := range inv.units {
 		u := &inv.units[i]
-		k := contentKey{s: inv.sigOf(u)}
-		whole := true
-		for pt, fi := range u.parts {
-			if fi < 0 {
-				continue
-			}
-			f := &inv.files[fi]
-			if f.state != stHashed {
-				whole = false
-				break
-			}
-			k.sums[pt] = f.sum
-		}
+		k, whole := inv.contentOf(u)
 		if whole && inv.files[u.parts[PartMain]].state == stHashed {
 			if g, ok := idx[k]; ok {
 				p.groups[g].units = append(p.groups[g].units, int32(i))

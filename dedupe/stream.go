@@ -103,9 +103,7 @@ func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOpt
 			ui := uorder[nextU]
 			nextU++
 			u := &inv.units[ui]
-			k := contentKey{s: inv.sigOf(u)}
-			whole := true
-			for pt, fi := range u.parts {
+			for _, fi := range u.parts {
 				if fi < 0 {
 					continue
 				}
@@ -113,12 +111,8 @@ func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOpt
 					inv.copyLater(hp, fi)
 				}
 				p.noteCtime(fi)
-				if f := &inv.files[fi]; f.state == stHashed {
-					k.sums[pt] = f.sum
-				} else {
-					whole = false
-				}
 			}
+			k, whole := inv.contentOf(u)
 			if !whole {
 				continue
 			}
