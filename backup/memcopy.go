@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,13 +127,10 @@ func availableMemory() int64 {
 	return math.MaxInt64
 }
 
-// dbHandle is the sqlite3* handle of a modernc driver connection. The driver keeps it
-// unexported, so it is read by reflection.
+// dbHandle is the sqlite3* handle of a modernc driver connection (sqlitex.Handle).
 func dbHandle(dc any) (uintptr, error) {
-	if v := reflect.ValueOf(dc); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
-		if f := v.Elem().FieldByName("db"); f.IsValid() && f.Kind() == reflect.Uintptr && f.Uint() != 0 {
-			return uintptr(f.Uint()), nil
-		}
+	if h, _ := sqlitex.Handle(dc); h != 0 {
+		return h, nil
 	}
 	return 0, fmt.Errorf("unknown driver connection %T", dc)
 }

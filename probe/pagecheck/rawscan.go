@@ -2,11 +2,12 @@ package pagecheck
 
 import (
 	"fmt"
-	"reflect"
 	"unsafe"
 
 	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
 )
 
 // sqliteError is an error from a statement run on the raw handle, with SQLite's extended code.
@@ -20,21 +21,14 @@ func (e *sqliteError) Error() string { return fmt.Sprintf("%s (%d)", e.msg, e.co
 // Code is the extended result code (as modernc's own errors report it).
 func (e *sqliteError) Code() int { return e.code }
 
-// handle is the sqlite3* of a modernc driver connection and the libc thread state the driver
-// uses for it (both unexported there, read by reflection); 0 and nil when dc is something else.
-// Calls here must use the connection's own thread state: SQLite's connection mutex is recursive
-// per thread, and a fault mid-step leaves it held, so only that same thread state can still
-// close the connection afterwards.
+// handle is the connection's sqlite3* and thread state (sqlitex.Handle); 0 unless both are
+// known, so that every call here runs on the driver's own thread state.
 func handle(dc any) (uintptr, *libc.TLS) {
-	v := reflect.ValueOf(dc)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+	h, tls := sqlitex.Handle(dc)
+	if tls == nil {
 		return 0, nil
 	}
-	db, tls := v.Elem().FieldByName("db"), v.Elem().FieldByName("tls")
-	if !db.IsValid() || db.Kind() != reflect.Uintptr || !tls.IsValid() || tls.Type() != reflect.TypeOf((*libc.TLS)(nil)) || tls.IsNil() {
-		return 0, nil
-	}
-	return uintptr(db.Uint()), (*libc.TLS)(tls.UnsafePointer())
+	return h, tls
 }
 
 func ptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
