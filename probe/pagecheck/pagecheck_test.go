@@ -17,6 +17,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/internal/fixture"
 	"github.com/kanban-doctor/kanban-doctor/internal/kanban"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/internal/testenv"
 )
 
 // sqliteSays runs SQLite's own pass on a fresh connection: ok, or what it said.
@@ -233,7 +234,7 @@ func corruptAtRandom(rng *rand.Rand, b []byte, ps, pages int) string {
 // text in a numeric column, a NaN that reads as NULL) are each caught, by rewriting the declared
 // schema over existing rows or patching a value on disk.
 func TestRowRules(t *testing.T) {
-	sqlite3 := lookPath(t, "sqlite3")
+	sqlite3 := testenv.Tool(t, "sqlite3")
 	for _, tc := range []struct {
 		name, setup, from, to string
 	}{
@@ -287,20 +288,10 @@ func TestRowRules(t *testing.T) {
 	})
 }
 
-func lookPath(t *testing.T, name string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is needed in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
 
 // TestUnsupportedSchemas: what the page check does not judge, it says so (SQLite then judges).
 func TestUnsupportedSchemas(t *testing.T) {
-	sqlite3 := lookPath(t, "sqlite3")
+	sqlite3 := testenv.Tool(t, "sqlite3")
 	for _, ddl := range []string{
 		"CREATE TABLE t(a TEXT PRIMARY KEY, b) WITHOUT ROWID;",
 		"CREATE TABLE t(a INTEGER, b TEXT, CHECK (a > 0));",
@@ -325,7 +316,7 @@ func TestUnsupportedSchemas(t *testing.T) {
 // with ErrFileChanged, not a crash, and the connection must still close. Without mmap the short
 // reads must never pass either.
 func TestFileShrinksUnderTheCheck(t *testing.T) {
-	truncate := lookPath(t, "truncate")
+	truncate := testenv.Tool(t, "truncate")
 	base := genBoard(t, t.TempDir(), kanban.GenOptions{Tasks: 1500, Seed: 9})
 	orig, err := os.ReadFile(base)
 	if err != nil {
