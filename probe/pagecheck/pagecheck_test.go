@@ -288,7 +288,6 @@ func TestRowRules(t *testing.T) {
 	})
 }
 
-
 // TestUnsupportedSchemas: what the page check does not judge, it says so (SQLite then judges).
 func TestUnsupportedSchemas(t *testing.T) {
 	sqlite3 := testenv.Tool(t, "sqlite3")
