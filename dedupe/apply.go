@@ -75,6 +75,11 @@ type opResult struct {
 // after the rename, on a pool of closers, not inside rename under the directory lock. Each op is
 // as kill-safe alone as in a serial run (see the package comment); no op depends on another's.
 func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
+	closeDirs, err := p.openDirs()
+	if err != nil {
+		return nil, err
+	}
+	defer closeDirs()
 	res, touched := p.startApply()
 	// The status-change time each inode had when it was read: a re-check compares it, and our own
 	// link-count changes update it (refreshKept).
@@ -91,6 +96,39 @@ func Apply(ctx context.Context, p *Plan, o ApplyOptions) (*Result, error) {
 	p.runOps(ctx, all, out, o, touched)
 	stop()
 	return p.finishApply(ctx, res, out, touched, o.Logger)
+}
+
+// openDirs opens the scanned directories and the quarantine directory for an apply's *at calls.
+func (p *Plan) openDirs() (closeAll func(), err error) {
+	closeInv, err := p.inv.openDirs()
+	if err != nil {
+		return nil, fmt.Errorf("apply dedupe: %w", err)
+	}
+	p.toFd = -1
+	if p.opts.Action == ActionMove {
+		fd, err := unix.Open(p.opts.To, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			var st unix.Stat_t
+			if err = unix.Fstat(fd, &st); err == nil && (uint64(st.Dev) != p.toDev || st.Ino != p.toIno) {
+				err = errors.New("directory replaced since the plan")
+			}
+			if err != nil {
+				unix.Close(fd)
+			}
+		}
+		if err != nil {
+			closeInv()
+			return nil, fmt.Errorf("apply dedupe: --to %s: %w", p.opts.To, err)
+		}
+		p.toFd = fd
+	}
+	return func() {
+		closeInv()
+		if p.toFd >= 0 {
+			unix.Close(p.toFd)
+			p.toFd = -1
+		}
+	}, nil
 }
 
 // startApply resets what an apply tracks and returns an empty result and set of touched dirs.
@@ -305,7 +343,7 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 		u := &inv.units[op.unit]
 		for pt, fi := range u.parts {
 			if fi < 0 {
-				if why := absent(inv.path(u.parts[PartMain]) + partSuffix[pt]); why != "" {
+				if why := p.absent(u.parts[PartMain], Part(pt)); why != "" {
 					return 0, 0, why, false
 				}
 				continue
@@ -315,9 +353,12 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	} else {
 		pairs = []pair{{op.orphan, k.parts[inv.files[op.orphan].part]}}
 	}
-	// A hardlink holds each duplicate open (O_PATH) from its re-check until after the rename, and
-	// closes it last: the replaced file is then freed by the close, outside the directory lock
-	// rename holds, so lanes free files in parallel instead of queueing on that lock.
+	// A hardlink holds each duplicate open from its re-check until after the rename, and closes
+	// it last: the replaced file is then freed by the close, outside the directory lock rename
+	// holds, so lanes free files in parallel instead of queueing on that lock. When the descriptor
+	// the duplicate was read through is still open (ScanApply), that one is held, for any action:
+	// it pins the inode the content was proven on, and the re-check by name shows the name still
+	// holds that inode, unchanged.
 	var held []int
 	defer func() {
 		for _, fd := range held {
@@ -326,7 +367,10 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	}()
 	for _, pr := range pairs {
 		var why string
-		if p.opts.Action == ActionHardlink {
+		if fd := p.reads.take(pr.dup); fd >= 0 {
+			held = append(held, fd)
+			why = p.recheck(pr.dup)
+		} else if p.opts.Action == ActionHardlink {
 			var fd int
 			fd, why = p.hold(pr.dup)
 			if fd >= 0 {
@@ -358,7 +402,7 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
 			}
 		} else if !p.seen(op.kept) {
-			if why := absent(inv.path(k.parts[PartMain]) + partSuffix[pt]); why != "" {
+			if why := p.absent(k.parts[PartMain], Part(pt)); why != "" {
 				return 0, 0, "kept copy: " + why, false
 			}
 		}
@@ -395,33 +439,35 @@ func (p *Plan) refreshKept(pairs []pair) {
 		if !ok {
 			continue
 		}
-		if fi, err := os.Lstat(k.Path); err == nil && sameInfo(fi, k.File, 0) == "" {
+		dirfd, name := p.inv.at(pr.kept)
+		var st unix.Stat_t
+		if err := statAt(dirfd, name, &st); err == nil && sameStat(&st, k.File, 0) == "" {
 			p.mu.Lock()
-			p.ctimes[key] = ctimeOf(fi)
+			p.ctimes[key] = st.Ctim.Nano()
 			p.mu.Unlock()
 		}
 	}
 }
 
-// recheck lstats file i: same inode, size, mtime as scanned, a regular file, in a scanned
-// directory and not one of the live board's files.
+// recheck lstats file i: same inode, size, mtime (and ctime, as read) as scanned, a regular file,
+// not one of the live board's files.
 func (p *Plan) recheck(i int32) string {
 	f := &p.inv.files[i]
-	d := &p.inv.Dirs[f.dir]
-	if filepath.Dir(f.Path) != d.Path || d.live[f.Path] {
+	if p.inv.Dirs[f.dir].live[f.Path] {
 		return ErrOutside.Error()
 	}
-	fi, err := os.Lstat(f.Path)
-	if err != nil {
+	dirfd, name := p.inv.at(i)
+	var st unix.Stat_t
+	if err := statAt(dirfd, name, &st); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "vanished since the scan"
 		}
-		return fmt.Sprintf("stat: %v", errors.Unwrap(err))
+		return fmt.Sprintf("stat: %v", err)
 	}
 	p.mu.Lock()
 	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
 	p.mu.Unlock()
-	return sameInfo(fi, f.File, ct)
+	return sameStat(&st, f.File, ct)
 }
 
 // seen reports whether the kept unit's absent companions were checked already.
@@ -435,36 +481,51 @@ func (p *Plan) seen(kept int32) bool {
 // descriptor pins the inode the check saw.
 func (p *Plan) hold(i int32) (int, string) {
 	f := &p.inv.files[i]
-	d := &p.inv.Dirs[f.dir]
-	if filepath.Dir(f.Path) != d.Path || d.live[f.Path] {
+	if p.inv.Dirs[f.dir].live[f.Path] {
 		return -1, ErrOutside.Error()
 	}
-	fd, err := unix.Open(f.Path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dirfd, name := p.inv.at(i)
+	fd, err := openAt(dirfd, name, unix.O_PATH)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return -1, "vanished since the scan"
 		}
 		return -1, fmt.Sprintf("open: %v", err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Sprintf("stat: %v", err)
-	}
-	p.mu.Lock()
-	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
-	p.mu.Unlock()
-	if why := sameStat(&st, f.File, ct); why != "" {
+	if why := p.heldIs(i, fd); why != "" {
 		unix.Close(fd)
 		return -1, why
 	}
 	return fd, ""
 }
 
-// absent checks that a companion the scan did not see has not appeared since.
-func absent(path string) string {
-	if _, err := os.Lstat(path); err == nil {
-		return "companion " + filepath.Base(path) + " appeared since the scan"
+// heldIs checks an open descriptor of file i against the scan (and the ctime it was read with).
+func (p *Plan) heldIs(i int32, fd int) string {
+	f := &p.inv.files[i]
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Sprintf("stat: %v", err)
+	}
+	p.mu.Lock()
+	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
+	p.mu.Unlock()
+	return sameStat(&st, f.File, ct)
+}
+
+// absent checks that companion pt of the unit whose main file is main, which the scan did not
+// see, has not appeared since.
+func (p *Plan) absent(main int32, pt Part) string {
+	dirfd, name := p.inv.at(main)
+	name += partSuffix[pt]
+	if seen, ok := p.watch.appeared(p.inv.files[main].dir, name); ok {
+		if seen {
+			return "companion " + name + " appeared since the scan"
+		}
+		return ""
+	}
+	var st unix.Stat_t
+	if err := statAt(dirfd, name, &st); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return "companion " + name + " appeared since the scan"
 	}
 	return ""
 }
@@ -483,36 +544,47 @@ func (p *Plan) prove(pr pair) string {
 	if a.rep >= 0 && a.rep == b.rep {
 		return ""
 	}
-	return compareFiles(a, b)
+	return p.compareFiles(pr)
 }
 
 // compareFiles compares two files from disk, refusing symlinks and files changed since the scan.
-func compareFiles(a, b *file) string {
-	fa, err := os.OpenFile(a.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+func (p *Plan) compareFiles(pr pair) string {
+	inv := p.inv
+	a, b := &inv.files[pr.dup], &inv.files[pr.kept]
+	adir, aname := inv.at(pr.dup)
+	bdir, bname := inv.at(pr.kept)
+	fa, err := openAt(adir, aname, unix.O_RDONLY)
 	if err != nil {
 		return fmt.Sprintf("open: %v", err)
 	}
-	defer fa.Close()
-	fb, err := os.OpenFile(b.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	defer unix.Close(fa)
+	fb, err := openAt(bdir, bname, unix.O_RDONLY)
 	if err != nil {
 		return fmt.Sprintf("open kept copy: %v", err)
 	}
-	defer fb.Close()
-	if why := sameFile(fa, a.File); why != "" {
+	defer unix.Close(fb)
+	var sta, stb unix.Stat_t
+	if err := unix.Fstat(fa, &sta); err != nil {
+		return fmt.Sprintf("stat: %v", err)
+	}
+	if why := sameStat(&sta, a.File, 0); why != "" {
 		return why
 	}
-	if why := sameFile(fb, b.File); why != "" {
+	if err := unix.Fstat(fb, &stb); err != nil {
+		return fmt.Sprintf("stat kept copy: %v", err)
+	}
+	if why := sameStat(&stb, b.File, 0); why != "" {
 		return "kept copy: " + why
 	}
 	const chunk = 256 << 10
 	ba, bb := make([]byte, chunk), make([]byte, chunk)
 	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
+		na, ea := readFull(fa, ba)
+		nb, eb := readFull(fb, bb)
 		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
 			return "content differs from the kept copy (byte comparison)"
 		}
-		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
+		if ea == io.EOF {
 			if eb != ea {
 				return "content differs from the kept copy (length)"
 			}
@@ -520,6 +592,9 @@ func compareFiles(a, b *file) string {
 		}
 		if ea != nil {
 			return fmt.Sprintf("read: %v", ea)
+		}
+		if eb == io.EOF {
+			return "content differs from the kept copy (length)"
 		}
 		if eb != nil {
 			return fmt.Sprintf("read kept copy: %v", eb)
@@ -534,10 +609,11 @@ func (p *Plan) remove(pairs []pair, touched map[string]bool) (int, int64, string
 	n, freed := 0, int64(0)
 	for _, pr := range pairs {
 		f := &p.inv.files[pr.dup]
-		if err := os.Remove(f.Path); err != nil {
-			return n, freed, fmt.Sprintf("remove: %v", errors.Unwrap(err)), true
+		dirfd, name := p.inv.at(pr.dup)
+		if err := unix.Unlinkat(dirfd, name, 0); err != nil {
+			return n, freed, fmt.Sprintf("remove: %v", err), true
 		}
-		touched[filepath.Dir(f.Path)] = true
+		touched[p.inv.Dirs[f.dir].Path] = true
 		n++
 		if !p.inv.linked(pr.dup, pr.kept) {
 			freed += f.Size
@@ -555,20 +631,20 @@ func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, stri
 		if p.inv.linked(pr.dup, pr.kept) {
 			continue
 		}
-		f, k := &p.inv.files[pr.dup], &p.inv.files[pr.kept]
-		dir, base := filepath.Split(f.Path)
+		f := &p.inv.files[pr.dup]
+		dirfd, name := p.inv.at(pr.dup)
+		kdirfd, kname := p.inv.at(pr.kept)
 		var rnd [6]byte
 		rand.Read(rnd[:])
-		tmp := filepath.Join(dir, "."+base+tempMarker+hex.EncodeToString(rnd[:]))
-		if err := os.Link(k.Path, tmp); err != nil {
-			return n, freed, fmt.Sprintf("link: %v", errors.Unwrap(err)), true
+		tmp := "." + name + tempMarker + hex.EncodeToString(rnd[:])
+		if err := unix.Linkat(kdirfd, kname, dirfd, tmp, 0); err != nil {
+			return n, freed, fmt.Sprintf("link: %v", err), true
 		}
-
-		if err := os.Rename(tmp, f.Path); err != nil {
-			os.Remove(tmp)
-			return n, freed, fmt.Sprintf("rename: %v", errors.Unwrap(err)), true
+		if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
+			unix.Unlinkat(dirfd, tmp, 0)
+			return n, freed, fmt.Sprintf("rename: %v", err), true
 		}
-		touched[filepath.Clean(dir)] = true
+		touched[p.inv.Dirs[f.dir].Path] = true
 		n++
 		freed += f.Size
 	}
@@ -580,14 +656,14 @@ func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, stri
 func (p *Plan) move(pairs []pair, touched map[string]bool) (int, int64, string, bool) {
 	for _, pr := range pairs {
 		f := &p.inv.files[pr.dup]
-		dst := filepath.Join(p.opts.To, filepath.Base(f.Path))
-		if err := os.Link(f.Path, dst); err != nil {
+		dirfd, name := p.inv.at(pr.dup)
+		if err := unix.Linkat(dirfd, name, p.toFd, name, 0); err != nil {
 			if !errors.Is(err, fs.ErrExist) {
-				return 0, 0, fmt.Sprintf("link into %s: %v", p.opts.To, errors.Unwrap(err)), true
+				return 0, 0, fmt.Sprintf("link into %s: %v", p.opts.To, err), true
 			}
-			fi, lerr := os.Lstat(dst)
-			if lerr != nil || sameIno(fi) != f.Inode {
-				return 0, 0, "destination " + dst + " exists with other content", false
+			var st unix.Stat_t
+			if serr := statAt(p.toFd, name, &st); serr != nil || st.Ino != f.Inode {
+				return 0, 0, "destination " + filepath.Join(p.opts.To, name) + " exists with other content", false
 			}
 		}
 	}
@@ -597,10 +673,11 @@ func (p *Plan) move(pairs []pair, touched map[string]bool) (int, int64, string, 
 	n, freed := 0, int64(0)
 	for _, pr := range pairs {
 		f := &p.inv.files[pr.dup]
-		if err := os.Remove(f.Path); err != nil {
-			return n, freed, fmt.Sprintf("remove after move: %v", errors.Unwrap(err)), true
+		dirfd, name := p.inv.at(pr.dup)
+		if err := unix.Unlinkat(dirfd, name, 0); err != nil {
+			return n, freed, fmt.Sprintf("remove after move: %v", err), true
 		}
-		touched[filepath.Dir(f.Path)] = true
+		touched[p.inv.Dirs[f.dir].Path] = true
 		n++
 		freed += f.Size
 	}

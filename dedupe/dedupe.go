@@ -128,6 +128,8 @@ type Dir struct {
 	Path string `json:"path"`
 	DB   string `json:"db"`
 	dev  uint64
+	ino  uint64
+	fd   int // O_PATH descriptor while reading or acting (openDirs), else -1
 	live map[string]bool
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kanban-doctor/kanban-doctor/board"
 )
 
@@ -22,8 +24,13 @@ func TestHashFileRefusesWhatIsNoLongerTheScannedFile(t *testing.T) {
 	syscall.Lstat(p, &st)
 	scanned := board.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime(), Inode: st.Ino}
 
+	dirfd, err := openDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dirfd)
 	f := &file{File: scanned}
-	hashFile(f, nil, nil)
+	hashFile(f, dirfd, nil, nil, false)
 	if f.state != stHashed || f.ctime == 0 {
 		t.Fatalf("unchanged file: state %v, ctime %d", f.state, f.ctime)
 	}
@@ -40,7 +47,7 @@ func TestHashFileRefusesWhatIsNoLongerTheScannedFile(t *testing.T) {
 			tc.replace()
 			f := &file{File: scanned}
 			done := make(chan struct{})
-			go func() { hashFile(f, nil, nil); close(done) }()
+			go func() { hashFile(f, dirfd, nil, nil, false); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):

@@ -29,11 +29,15 @@ type Plan struct {
 	groups []group
 	ops    []op
 	toDev  uint64
+	toIno  uint64
+	toFd   int                // Apply with ActionMove: O_PATH descriptor of To
 	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
 	// Apply: kept units whose absent companions were checked
 	keptSeen map[int32]bool
 	mu       sync.Mutex     // Apply's lanes share ctimes and keptSeen
 	release  func(fd int)   // Apply: closes a replaced file's descriptor, which frees the file
+	reads    *heldReads     // ScanApply: descriptors kept open from the read to the action
+	watch    *appearWatch   // ScanApply: names that appeared since the listing; nil: look them up
 	keptMu   [64]sync.Mutex // Apply: held from a kept unit's re-check to the end of an action on it
 }
 
@@ -196,7 +200,7 @@ func (p *Plan) checkTo() error {
 	}
 	p.opts.To = abs
 	if st != nil {
-		p.toDev = uint64(st.Dev)
+		p.toDev, p.toIno = uint64(st.Dev), st.Ino
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package dedupe
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/zeebo/xxh3"
+	"golang.org/x/sys/unix"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
 )
@@ -35,8 +35,13 @@ func Scan(ctx context.Context, boards []board.Board, opts Options) (*Inventory, 
 	if err != nil {
 		return nil, err
 	}
+	closeDirs, err := inv.openDirs()
+	if err != nil {
+		return nil, fmt.Errorf("scan %w", err)
+	}
+	defer closeDirs()
 	hp := inv.hashPlan(cand)
-	if err := inv.hash(ctx, hp, opts, nil); err != nil {
+	if err := inv.hash(ctx, hp, opts, nil, nil); err != nil {
 		return nil, err
 	}
 	for _, i := range hp.later {
@@ -83,7 +88,7 @@ func (inv *Inventory) addBoard(b board.Board) error {
 	if err := syscall.Stat(b.Dir, &st); err != nil {
 		return fmt.Errorf("scan %s: %w", b.Dir, err)
 	}
-	d := Dir{Path: b.Dir, DB: b.DB, dev: uint64(st.Dev), live: map[string]bool{}}
+	d := Dir{Path: b.Dir, DB: b.DB, dev: uint64(st.Dev), ino: st.Ino, fd: -1, live: map[string]bool{}}
 	for _, p := range []string{b.DB, b.WAL, b.SHM, b.DB + "-journal", b.InitLock, b.DispatchLock} {
 		d.live[p] = true
 	}
@@ -301,7 +306,7 @@ func (inv *Inventory) copyLater(hp hashPlan, i int32) {
 // position in hp.todo of each file once its result is final. With opts.Verify, a file equal byte
 // for byte to the in-memory copy of a content (the copy its part and size last matched) takes that
 // copy's hash without hashing: equal bytes have the same hash, and the comparison is the proof.
-func (inv *Inventory) hash(ctx context.Context, hp hashPlan, opts Options, done func(n int)) error {
+func (inv *Inventory) hash(ctx context.Context, hp hashPlan, opts Options, done func(n int), reads *heldReads) error {
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = 2
@@ -392,7 +397,9 @@ func (inv *Inventory) hash(ctx context.Context, hp hashPlan, opts Options, done 
 				}
 				f := &inv.files[todo[n]]
 				var proven bool
-				buf, proven = hashFile(f, buf, known)
+				var fd int
+				buf, proven, fd = hashFile(f, inv.Dirs[f.dir].fd, buf, known, reads.room())
+				reads.put(todo[n], fd)
 				if opts.Verify && !proven && f.state == stHashed && f.Size <= wholeMax {
 					f.rep = repFor(f, buf[:f.Size])
 				}
@@ -414,62 +421,68 @@ func (inv *Inventory) hash(ctx context.Context, hp hashPlan, opts Options, done 
 	return nil
 }
 
-// hashFile hashes f (refusing symlinks and files that changed since the scan) and returns the
-// buffer for reuse; for files up to wholeMax the buffer holds the content afterwards. When known
-// (not nil) finds the content equal to an in-memory copy, f takes that copy's hash and rep without
-// hashing, and proven is true.
-func hashFile(f *file, buf []byte, known func(*file, []byte) (xxh3.Uint128, int32, bool)) (_ []byte, proven bool) {
-	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// hashFile hashes f, named name in directory dirfd (refusing symlinks and files that changed
+// since the scan), and returns the buffer for reuse; for files up to wholeMax the buffer holds the
+// content afterwards. When known (not nil) finds the content equal to an in-memory copy, f takes
+// that copy's hash and rep without hashing, and proven is true. With keep, the descriptor the
+// content was read through is returned open (fd >= 0) when f was hashed; the caller closes it.
+func hashFile(f *file, dirfd int, buf []byte, known func(*file, []byte) (xxh3.Uint128, int32, bool), keep bool) (_ []byte, proven bool, fd int) {
+	fd, err := openAt(dirfd, filepath.Base(f.Path), unix.O_RDONLY)
 	if err != nil {
-		f.state, f.why = stChanged, fmt.Sprintf("open: %v", errors.Unwrap(err))
-		return buf, false
+		f.state, f.why = stChanged, fmt.Sprintf("open: %v", err)
+		return buf, false, -1
 	}
-	defer fd.Close()
-	fi, err := fd.Stat()
-	if err != nil {
+	defer func() {
+		if !keep || f.state != stHashed {
+			unix.Close(fd)
+			fd = -1
+		}
+	}()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		f.state, f.why = stChanged, fmt.Sprintf("stat: %v", err)
-		return buf, false
+		return buf, false, fd
 	}
-	if why := sameInfo(fi, f.File, 0); why != "" {
+	if why := sameStat(&st, f.File, 0); why != "" {
 		f.state, f.why = stChanged, why
-		return buf, false
+		return buf, false, fd
 	}
-	f.ctime = ctimeOf(fi)
+	f.ctime = st.Ctim.Nano()
 	if f.Size <= wholeMax {
 		if int64(cap(buf)) < f.Size+1 {
 			buf = make([]byte, f.Size+1, max(f.Size+1, 1<<20))
 		}
-		n, err := io.ReadFull(fd, buf[:f.Size+1])
-		if int64(n) != f.Size || (err != io.ErrUnexpectedEOF && err != io.EOF) {
+		n, err := readFull(fd, buf[:f.Size+1])
+		if int64(n) != f.Size || err != io.EOF {
 			f.state, f.why = stChanged, "size changed while reading"
-			if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			if err != nil && err != io.EOF {
 				f.why = fmt.Sprintf("read: %v", err)
 			}
-			return buf, false
+			return buf, false, fd
 		}
 		if known != nil {
 			if sum, r, ok := known(f, buf[:n]); ok {
 				f.sum, f.rep, f.state = sum, r, stHashed
-				return buf, true
+				return buf, true, fd
 			}
 		}
 		f.sum, f.state = xxh3.Hash128(buf[:n]), stHashed
-		return buf, false
+		return buf, false, fd
 	}
 	if cap(buf) < 1<<20 {
 		buf = make([]byte, 1<<20)
 	}
 	h := xxh3.New128()
-	n, err := io.CopyBuffer(h, io.LimitReader(fd, f.Size+1), buf[:cap(buf)])
+	n, err := io.CopyBuffer(h, io.LimitReader(fdReader(fd), f.Size+1), buf[:cap(buf)])
 	if err != nil || n != f.Size {
 		f.state, f.why = stChanged, "size changed while reading"
 		if err != nil {
 			f.why = fmt.Sprintf("read: %v", err)
 		}
-		return buf, false
+		return buf, false, fd
 	}
 	f.sum, f.state = h.Sum128(), stHashed
-	return buf, false
+	return buf, false, fd
 }
 
 // sameFile checks an open file against what the scan saw: same inode, size and mtime, regular.

@@ -3,6 +3,7 @@ package dedupe
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
@@ -20,6 +21,14 @@ import (
 // before anything is read; a cancelled ctx stops reading and acting and returns its error (what was
 // done stays done and is complete per unit; a rerun finishes the job).
 func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOptions, ao ApplyOptions) (*Plan, *Result, error) {
+	var watched []string
+	for _, b := range boards {
+		if db, err := filepath.Abs(b.DB); err == nil {
+			watched = append(watched, filepath.Dir(db))
+		}
+	}
+	watch := watchAppearances(watched) // before the listing: no companion created after it goes unseen
+	defer watch.close()
 	inv, cand, err := inventory(boards, so)
 	if err != nil {
 		return nil, nil, err
@@ -28,9 +37,23 @@ func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOpt
 	if err != nil {
 		return nil, nil, err
 	}
+	if watch != nil && watch.bind(inv) {
+		p.watch = watch
+		defer func() { p.watch = nil }()
+	}
 	so.Verify = true
+	closeDirs, err := p.openDirs()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeDirs()
 	res, touched := p.startApply()
 	p.cleanTemps(res, touched) // before anything is read: a temp changes its kept file's ctime
+	p.reads = newHeldReads(len(inv.files))
+	defer func() {
+		p.reads.dropAll() // what no op took: a skipped op, a cancelled run
+		p.reads = nil
+	}()
 
 	// Read order: units in keep order (newest first for --keep newest), then orphan companions.
 	uorder := make([]int32, len(inv.units))
@@ -113,16 +136,17 @@ func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOpt
 				p.noteCtime(fi)
 			}
 			k, whole := inv.contentOf(u)
-			if !whole {
-				continue
-			}
 			kept, ok := keeper[k]
-			if !ok {
+			if whole && !ok {
 				keeper[k] = ui
-				continue
 			}
-			if p.opts.Action == ActionHardlink && inv.allLinked(ui, kept) {
-				continue // as report: nothing to do, not an op
+			if !whole || !ok || (p.opts.Action == ActionHardlink && inv.allLinked(ui, kept)) {
+				for _, fi := range u.parts { // kept, or no op (as report: nothing to do)
+					if fi >= 0 {
+						p.reads.drop(fi)
+					}
+				}
+				continue
 			}
 			earlyKept[ui] = kept
 			queue <- op{unit: ui, orphan: -1, kept: kept, group: -1}
@@ -158,7 +182,7 @@ func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOpt
 		}
 		advance()
 		fmu.Unlock()
-	})
+	}, p.reads)
 	logger(so.Logger).Debug("read everything", "ops_waiting", len(queue))
 	close(queue)
 	awg.Wait()

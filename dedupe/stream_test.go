@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -167,4 +168,82 @@ func TestScanApplyCancelledActsOnNothing(t *testing.T) {
 		t.Fatalf("plan %v, err %v; want context canceled", p != nil, err)
 	}
 	assertSnapshot(t, dir, before)
+}
+
+// onStart runs f when the first progress bar starts: in ScanApply, after the directory listing
+// and before anything is read or done.
+type onStart struct {
+	f    func()
+	once sync.Once
+}
+
+func (o *onStart) Start(string, int64, bool) { o.once.Do(o.f) }
+func (o *onStart) Add(int64)                 {}
+func (o *onStart) Done()                     {}
+
+// TestScanApplySkipsCompanionsThatAppear: a -wal or -shm that appears beside a duplicate after the
+// listing (created, renamed into place, linked) makes that unit a different content: it is skipped
+// and reported, and the new companion and its main file are left as they are. ScanApply learns of
+// them from the directory watch, where Apply looks each name up; both must see every way a name
+// can appear.
+func TestScanApplySkipsCompanionsThatAppear(t *testing.T) {
+	for _, action := range []dedupe.Action{dedupe.ActionHardlink, dedupe.ActionRemove} {
+		t.Run(string(action), func(t *testing.T) {
+			dir, _ := copyStorm(t)
+			var dups []string
+			for _, g := range scanPlan(t, dir, false, dedupe.PlanOptions{}).Report.Groups {
+				for _, f := range g.Files[1:] { // not the oldest: never the kept one
+					if g.WALHash == "" && g.SHMHash == "" && len(dups) < 3 {
+						dups = append(dups, f)
+					}
+				}
+			}
+			if len(dups) < 3 {
+				t.Fatalf("storm has %d groups without companions; want 3", len(dups))
+			}
+			before := map[string]string{}
+			appear := &onStart{f: func() {
+				must(t, os.WriteFile(dups[0]+"-wal", []byte("new wal"), 0o644))
+				tmp := filepath.Join(dir, "wal.tmp")
+				must(t, os.WriteFile(tmp, []byte("renamed wal"), 0o644))
+				must(t, os.Rename(tmp, dups[1]+"-wal"))
+				must(t, os.Link(dups[0]+"-wal", dups[2]+"-shm"))
+				for _, d := range dups {
+					before[d] = sha(t, d)
+				}
+			}}
+			p, res, err := dedupe.ScanApply(context.Background(), []board.Board{board.New("storm", filepath.Join(dir, board.DBName))},
+				dedupe.Options{Progress: appear}, dedupe.PlanOptions{Action: action}, dedupe.ApplyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			skipped := map[string]string{}
+			for _, o := range res.Problems {
+				skipped[o.Path] = o.Reason
+			}
+			for _, d := range dups {
+				if !strings.Contains(skipped[d], "appeared") {
+					t.Errorf("%s: reason %q; want skipped, a companion appeared", filepath.Base(d), skipped[d])
+				}
+				if got := sha(t, d); got != before[d] {
+					t.Errorf("%s changed (was %s, now %s)", filepath.Base(d), before[d], got)
+				}
+			}
+			if res.Skipped != len(dups) || res.Failed != 0 || res.Done != p.Report.Duplicates-len(dups) {
+				t.Fatalf("done %d skipped %d failed %d of %d duplicates: %+v", res.Done, res.Skipped, res.Failed, p.Report.Duplicates, res.Problems)
+			}
+			for _, c := range []string{dups[0] + "-wal", dups[1] + "-wal", dups[2] + "-shm"} {
+				if _, err := os.Lstat(c); err != nil {
+					t.Errorf("new companion %s: %v", filepath.Base(c), err)
+				}
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
