@@ -122,8 +122,19 @@ func (p *Plan) openDirs() (closeAll func(), err error) {
 		}
 		p.toFd = fd
 	}
+	p.keptFds = make([]int32, len(p.inv.files))
+	for i := range p.keptFds {
+		p.keptFds[i] = -1
+	}
+	p.keptByName.Store(!linkDescriptors)
 	return func() {
 		closeInv()
+		for i, fd := range p.keptFds {
+			if fd >= 0 {
+				unix.Close(int(fd))
+				p.keptFds[i] = -1
+			}
+		}
 		if p.toFd >= 0 {
 			unix.Close(p.toFd)
 			p.toFd = -1
@@ -398,7 +409,7 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	defer mu.Unlock()
 	for pt, fi := range k.parts {
 		if fi >= 0 {
-			if why := p.recheck(fi); why != "" {
+			if why := p.recheckKept(fi); why != "" {
 				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
 			}
 		} else if !p.seen(op.kept) {
@@ -439,9 +450,15 @@ func (p *Plan) refreshKept(pairs []pair) {
 		if !ok {
 			continue
 		}
-		dirfd, name := p.inv.at(pr.kept)
 		var st unix.Stat_t
-		if err := statAt(dirfd, name, &st); err == nil && sameStat(&st, k.File, 0) == "" {
+		var err error
+		if kfd := p.keptFds[pr.kept]; kfd >= 0 {
+			err = unix.Fstat(int(kfd), &st)
+		} else {
+			dirfd, name := p.inv.at(pr.kept)
+			err = statAt(dirfd, name, &st)
+		}
+		if err == nil && sameStat(&st, k.File, 0) == "" {
 			p.mu.Lock()
 			p.ctimes[key] = st.Ctim.Nano()
 			p.mu.Unlock()
@@ -506,10 +523,57 @@ func (p *Plan) heldIs(i int32, fd int) string {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Sprintf("stat: %v", err)
 	}
+	if st.Nlink == 0 {
+		return "vanished since the scan"
+	}
 	p.mu.Lock()
 	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
 	p.mu.Unlock()
 	return sameStat(&st, f.File, ct)
+}
+
+// recheckKept re-checks kept file i before an action. Its first action checks it by name and
+// keeps it open (O_PATH); later ones check the inode through that descriptor (fstat: the same
+// inode by construction, still linked, same size, mtime and ctime), and a hardlink links that very
+// inode (linkat AT_EMPTY_PATH), so the bytes the duplicates were proven equal to are what they get,
+// whatever happens to the name meanwhile. Where the kernel refuses to link a descriptor (before
+// Linux 6.10 without CAP_DAC_READ_SEARCH) every check and link goes by name (keptByName).
+func (p *Plan) recheckKept(i int32) string {
+	if p.keptByName.Load() {
+		return p.recheck(i)
+	}
+	if kfd := p.keptFds[i]; kfd >= 0 {
+		return p.heldIs(i, int(kfd))
+	}
+	fd, why := p.hold(i)
+	if why == "" {
+		p.keptFds[i] = int32(fd)
+	}
+	return why
+}
+
+// linkDescriptors is false in tests that exercise the by-name path on kernels that allow both.
+var linkDescriptors = true
+
+// linkKept links kept file i as name in directory dirfd: through its descriptor (see recheckKept),
+// or by name.
+func (p *Plan) linkKept(i int32, dirfd int, name string) error {
+	if kfd := p.keptFds[i]; kfd >= 0 && !p.keptByName.Load() {
+		err := unix.Linkat(int(kfd), "", dirfd, name, unix.AT_EMPTY_PATH)
+		if err != unix.ENOENT {
+			return err
+		}
+		var st unix.Stat_t
+		if unix.Fstat(int(kfd), &st) == nil && st.Nlink == 0 {
+			return err // the kept file was unlinked since its re-check
+		}
+		p.keptByName.Store(true) // not allowed here: from now on by name, re-checked by name
+		if why := p.recheck(i); why != "" {
+			return errors.New("kept copy " + p.inv.path(i) + ": " + why)
+		}
+	}
+	kdirfd, kname := p.inv.at(i)
+	return unix.Linkat(kdirfd, kname, dirfd, name, 0)
 }
 
 // absent checks that companion pt of the unit whose main file is main, which the scan did not
@@ -633,11 +697,10 @@ func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, stri
 		}
 		f := &p.inv.files[pr.dup]
 		dirfd, name := p.inv.at(pr.dup)
-		kdirfd, kname := p.inv.at(pr.kept)
 		var rnd [6]byte
 		rand.Read(rnd[:])
 		tmp := "." + name + tempMarker + hex.EncodeToString(rnd[:])
-		if err := unix.Linkat(kdirfd, kname, dirfd, tmp, 0); err != nil {
+		if err := p.linkKept(pr.kept, dirfd, tmp); err != nil {
 			return n, freed, fmt.Sprintf("link: %v", err), true
 		}
 		if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {

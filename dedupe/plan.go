@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,11 +35,15 @@ type Plan struct {
 	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
 	// Apply: kept units whose absent companions were checked
 	keptSeen map[int32]bool
-	mu       sync.Mutex     // Apply's lanes share ctimes and keptSeen
-	release  func(fd int)   // Apply: closes a replaced file's descriptor, which frees the file
-	reads    *heldReads     // ScanApply: descriptors kept open from the read to the action
-	watch    *appearWatch   // ScanApply: names that appeared since the listing; nil: look them up
-	keptMu   [64]sync.Mutex // Apply: held from a kept unit's re-check to the end of an action on it
+	mu       sync.Mutex   // Apply's lanes share ctimes and keptSeen
+	release  func(fd int) // Apply: closes a replaced file's descriptor, which frees the file
+	reads    *heldReads   // ScanApply: descriptors kept open from the read to the action
+	watch    *appearWatch // ScanApply: names that appeared since the listing; nil: look them up
+	// Apply: kept files held open (O_PATH) after their first re-check, by file index, -1 none;
+	// each entry is only used under its kept unit's keptMu.
+	keptFds    []int32
+	keptByName atomic.Bool    // Apply: linking a descriptor is refused here; kept files go by name
+	keptMu     [64]sync.Mutex // Apply: held from a kept unit's re-check to the end of an action on it
 }
 
 // group is one distinct content: its units in keep order and the kept one.

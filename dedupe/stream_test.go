@@ -247,3 +247,38 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestHardlinkByNameOrByDescriptor: kept files are linked through a descriptor where the kernel
+// allows it, by name where it does not; both leave every duplicate a link to its kept file.
+func TestHardlinkByNameOrByDescriptor(t *testing.T) {
+	for _, byName := range []bool{false, true} {
+		t.Run(fmt.Sprintf("by-name=%v", byName), func(t *testing.T) {
+			if byName {
+				defer dedupe.LinkByName()()
+			}
+			dir, st := copyStorm(t)
+			p, res, err := dedupe.ScanApply(context.Background(), []board.Board{board.New("storm", filepath.Join(dir, board.DBName))},
+				dedupe.Options{}, dedupe.PlanOptions{Action: dedupe.ActionHardlink}, dedupe.ApplyOptions{Workers: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Done != st.Duplicates || res.Skipped+res.Failed != 0 {
+				t.Fatalf("done %d of %d, skipped %d, failed %d: %+v", res.Done, st.Duplicates, res.Skipped, res.Failed, res.Problems)
+			}
+			ino := func(p string) uint64 {
+				var s syscall.Stat_t
+				if err := syscall.Lstat(p, &s); err != nil {
+					t.Fatal(err)
+				}
+				return s.Ino
+			}
+			for _, g := range p.Report.Groups {
+				for _, f := range g.Files {
+					if ino(f) != ino(g.Keep) {
+						t.Errorf("%s is not a link to %s", filepath.Base(f), filepath.Base(g.Keep))
+					}
+				}
+			}
+		})
+	}
+}
