@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -127,6 +128,9 @@ func (p *Plan) openDirs() (closeAll func(), err error) {
 		p.keptFds[i] = -1
 	}
 	p.keptByName.Store(!linkDescriptors)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	p.tmpRun = hex.EncodeToString(rnd[:]) + "-" // temp names: random per apply, then a counter
 	return func() {
 		closeInv()
 		for i, fd := range p.keptFds {
@@ -697,9 +701,7 @@ func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, stri
 		}
 		f := &p.inv.files[pr.dup]
 		dirfd, name := p.inv.at(pr.dup)
-		var rnd [6]byte
-		rand.Read(rnd[:])
-		tmp := "." + name + tempMarker + hex.EncodeToString(rnd[:])
+		tmp := "." + name + tempMarker + p.tmpRun + strconv.FormatUint(p.tmpSeq.Add(1), 16)
 		if err := p.linkKept(pr.kept, dirfd, tmp); err != nil {
 			return n, freed, fmt.Sprintf("link: %v", err), true
 		}

@@ -43,6 +43,8 @@ type Plan struct {
 	// each entry is only used under its kept unit's keptMu.
 	keptFds    []int32
 	keptByName atomic.Bool    // Apply: linking a descriptor is refused here; kept files go by name
+	tmpRun     string         // Apply: the random part of this apply's temporary link names
+	tmpSeq     atomic.Uint64  // Apply: numbers its temporary links
 	keptMu     [64]sync.Mutex // Apply: held from a kept unit's re-check to the end of an action on it
 }
 
