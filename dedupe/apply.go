@@ -107,16 +107,7 @@ func (p *Plan) openDirs() (closeAll func(), err error) {
 	}
 	p.toFd = -1
 	if p.opts.Action == ActionMove {
-		fd, err := unix.Open(p.opts.To, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == nil {
-			var st unix.Stat_t
-			if err = unix.Fstat(fd, &st); err == nil && (uint64(st.Dev) != p.toDev || st.Ino != p.toIno) {
-				err = errors.New("directory replaced since the plan")
-			}
-			if err != nil {
-				unix.Close(fd)
-			}
-		}
+		fd, err := openSameDir(p.opts.To, unix.O_NOFOLLOW, p.toDev, p.toIno)
 		if err != nil {
 			closeInv()
 			return nil, fmt.Errorf("apply dedupe: --to %s: %w", p.opts.To, err)

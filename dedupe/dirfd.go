@@ -28,16 +28,7 @@ func (inv *Inventory) openDirs() (closeAll func(), err error) {
 	}
 	for i := range inv.Dirs {
 		d := &inv.Dirs[i]
-		fd, err := openDir(d.Path)
-		if err == nil {
-			var st unix.Stat_t
-			if err = unix.Fstat(fd, &st); err == nil && (uint64(st.Dev) != d.dev || st.Ino != d.ino) {
-				err = errors.New("directory replaced since the scan")
-			}
-			if err != nil {
-				unix.Close(fd)
-			}
-		}
+		fd, err := openSameDir(d.Path, 0, d.dev, d.ino)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("%s: %w", d.Path, err)
@@ -48,14 +39,31 @@ func (inv *Inventory) openDirs() (closeAll func(), err error) {
 }
 
 // openDir opens a directory for the *at calls (it may be reached through a symlink: a board's
-// directory often is; the files in it never are).
-func openDir(path string) (int, error) {
+// directory often is; the files in it never are). flags adds to O_PATH|O_DIRECTORY|O_CLOEXEC.
+func openDir(path string, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
 		if err != unix.EINTR {
 			return fd, err
 		}
 	}
+}
+
+// openSameDir is openDir refusing a directory that is no longer the one seen earlier (dev, ino).
+func openSameDir(path string, flags int, dev, ino uint64) (int, error) {
+	fd, err := openDir(path, flags)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err = unix.Fstat(fd, &st); err == nil && (uint64(st.Dev) != dev || st.Ino != ino) {
+		err = errors.New("directory replaced since the scan")
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // at returns the descriptor of file i's directory and its name there.
@@ -129,10 +137,13 @@ type heldReads struct {
 	max  int64
 }
 
+// maxHeldReads caps the descriptors a ScanApply keeps open (tests lower it).
+var maxHeldReads int64 = 4096
+
 // newHeldReads sizes the table for n files and holds at most a quarter of the descriptor limit
 // (at most 4,096) at once: past that, reads close as usual and the action opens the file again.
 func newHeldReads(n int) *heldReads {
-	h := &heldReads{fds: make([]int32, n), max: 4096}
+	h := &heldReads{fds: make([]int32, n), max: maxHeldReads}
 	for i := range h.fds {
 		h.fds[i] = -1
 	}

@@ -24,7 +24,7 @@ func TestHashFileRefusesWhatIsNoLongerTheScannedFile(t *testing.T) {
 	syscall.Lstat(p, &st)
 	scanned := board.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime(), Inode: st.Ino}
 
-	dirfd, err := openDir(dir)
+	dirfd, err := openDir(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

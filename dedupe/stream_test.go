@@ -249,13 +249,21 @@ func must(t *testing.T, err error) {
 }
 
 // TestHardlinkByNameOrByDescriptor: kept files are linked through a descriptor where the kernel
-// allows it, by name where it does not; both leave every duplicate a link to its kept file.
+// allows it, by name where it does not; duplicates are held through the descriptor they were
+// read through while the budget of open descriptors allows, and reopened by name past it. Every
+// way leaves every duplicate a link to its kept file.
 func TestHardlinkByNameOrByDescriptor(t *testing.T) {
-	for _, byName := range []bool{false, true} {
-		t.Run(fmt.Sprintf("by-name=%v", byName), func(t *testing.T) {
-			if byName {
-				defer dedupe.LinkByName()()
-			}
+	for _, tc := range []struct {
+		name string
+		set  func() func()
+	}{
+		{"descriptors", func() func() { return func() {} }},
+		{"kept-by-name", dedupe.LinkByName},
+		{"no-held-reads", func() func() { return dedupe.HoldAtMost(0) }},
+		{"two-held-reads", func() func() { return dedupe.HoldAtMost(2) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.set()()
 			dir, st := copyStorm(t)
 			p, res, err := dedupe.ScanApply(context.Background(), []board.Board{board.New("storm", filepath.Join(dir, board.DBName))},
 				dedupe.Options{}, dedupe.PlanOptions{Action: dedupe.ActionHardlink}, dedupe.ApplyOptions{Workers: 3})
