@@ -16,12 +16,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/dustin/go-humanize"
 	"golang.org/x/sys/unix"
 
-	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 )
 
@@ -738,21 +736,4 @@ func (p *Plan) move(pairs []pair, touched map[string]bool) (int, int64, string, 
 		freed += f.Size
 	}
 	return n, freed, "", false
-}
-
-// sameStat is sameInfo for a raw fstat result.
-func sameStat(st *unix.Stat_t, want board.File, ctime int64) string {
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return "no longer a regular file"
-	case st.Ino != want.Inode:
-		return "replaced since the scan (inode changed)"
-	case st.Size != want.Size:
-		return fmt.Sprintf("size changed since the scan (%d -> %d bytes)", want.Size, st.Size)
-	case !time.Unix(st.Mtim.Unix()).Equal(want.ModTime):
-		return "modified since the scan (mtime changed)"
-	case ctime != 0 && st.Ctim.Nano() != ctime:
-		return "changed since it was read (ctime changed)"
-	}
-	return ""
 }

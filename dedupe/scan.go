@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/zeebo/xxh3"
 	"golang.org/x/sys/unix"
@@ -487,36 +488,33 @@ func hashFile(f *file, dirfd int, buf []byte, known func(*file, []byte) (xxh3.Ui
 
 // sameFile checks an open file against what the scan saw: same inode, size and mtime, regular.
 func sameFile(fd *os.File, want board.File) string {
-	fi, err := fd.Stat()
+	var st unix.Stat_t
+	rc, err := fd.SyscallConn()
+	if err == nil {
+		if cerr := rc.Control(func(f uintptr) { err = unix.Fstat(int(f), &st) }); cerr != nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return fmt.Sprintf("stat: %v", err)
 	}
-	return sameInfo(fi, want, 0)
+	return sameStat(&st, want, 0)
 }
 
-// sameInfo compares a stat result with the scanned file; a non-zero ctime must match too (it
+// sameStat compares a stat result with the scanned file; a non-zero ctime must match too (it
 // catches a rewrite that restored size and mtime).
-func sameInfo(fi os.FileInfo, want board.File, ctime int64) string {
-	if !fi.Mode().IsRegular() {
-		return "no longer a regular file"
-	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
+func sameStat(st *unix.Stat_t, want board.File, ctime int64) string {
 	switch {
-	case st != nil && st.Ino != want.Inode:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return "no longer a regular file"
+	case st.Ino != want.Inode:
 		return "replaced since the scan (inode changed)"
-	case fi.Size() != want.Size:
-		return fmt.Sprintf("size changed since the scan (%d -> %d bytes)", want.Size, fi.Size())
-	case !fi.ModTime().Equal(want.ModTime):
+	case st.Size != want.Size:
+		return fmt.Sprintf("size changed since the scan (%d -> %d bytes)", want.Size, st.Size)
+	case !time.Unix(st.Mtim.Unix()).Equal(want.ModTime):
 		return "modified since the scan (mtime changed)"
-	case ctime != 0 && ctimeOf(fi) != ctime:
+	case ctime != 0 && st.Ctim.Nano() != ctime:
 		return "changed since it was read (ctime changed)"
 	}
 	return ""
-}
-
-func ctimeOf(fi os.FileInfo) int64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ctim.Nano()
-	}
-	return 0
 }
