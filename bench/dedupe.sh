@@ -101,13 +101,14 @@ apply_vs_dry() {
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 dry, apply, jd, rm = r
-span = lambda x: "%.2f s (%.2f-%.2f, %d runs)" % (x["mean"], x["min"], x["max"], len(x["times"]))
+span = lambda x: "median %.2f s, mean %.2f s (%.2f-%.2f, %d runs)" % (x["median"], x["mean"], x["min"], x["max"], len(x["times"]))
 print("dry run             %s" % span(dry))
 print("apply --hardlink    %s" % span(apply))
 print("jdupes -r -L        %s" % span(jd))
 print("rm of the same dups %s" % span(rm))
-print("apply hardlink / dry run = %.2fx (mean; best %.2fx, worst %.2fx); jdupes -L / dry run = %.2fx; rm / dry run = %.2fx" % (
-    apply["mean"] / dry["mean"], apply["min"] / dry["mean"], apply["max"] / dry["mean"], jd["mean"] / dry["mean"], rm["mean"] / dry["mean"]))
+print("apply hardlink / dry run = %.2fx (medians; means %.2fx; best %.2fx, worst %.2fx of the mean dry run); jdupes -L / dry run = %.2fx; rm / dry run = %.2fx" % (
+    apply["median"] / dry["median"], apply["mean"] / dry["mean"], apply["min"] / dry["mean"], apply["max"] / dry["mean"],
+    jd["median"] / dry["median"], rm["median"] / dry["median"]))
 PY
 	rm -rf "$copy"
 }
