@@ -120,7 +120,7 @@ apply_vs_dry "$WORK"
 # The same on a RAM disk, where nothing but the tool's own work and the kernel's page freeing
 # remains (skipped when WORK is one already, or /dev/shm is not a tmpfs with room for two storms).
 RAM=/dev/shm/kd-bench-dedupe-ram
-if [ "$(findmnt -no FSTYPE --target "$WORK")" != tmpfs ] && [ "$(findmnt -no FSTYPE --target /dev/shm 2>/dev/null | head -1)" = tmpfs ] &&
+if [ "$(findmnt -no FSTYPE --target "$WORK" | head -1)" != tmpfs ] && [ "$(findmnt -no FSTYPE --target /dev/shm 2>/dev/null | head -1)" = tmpfs ] &&
 	[ "$(df --output=avail -B1 /dev/shm | tail -1)" -gt $((5 << 30)) ]; then
 	rm -rf "$RAM" && mkdir -p "$RAM"
 	( STORM_SAVED=$STORM; STORM="$RAM/storm"; cp -a "$STORM_SAVED" "$STORM"; apply_vs_dry "$RAM" )
