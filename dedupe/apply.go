@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -137,7 +138,7 @@ func (p *Plan) openDirs() (closeAll func(), err error) {
 
 // startApply resets what an apply tracks and returns an empty result and set of touched dirs.
 func (p *Plan) startApply() (*Result, map[string]bool) {
-	p.ctimes, p.keptSeen = map[inodeKey]int64{}, map[int32]bool{}
+	p.ctimes, p.keptSeen, p.anchors = map[inodeKey]int64{}, map[int32]bool{}, map[int32]int32{}
 	return &Result{TempsCleaned: []string{}, Problems: []Outcome{}}, map[string]bool{}
 }
 
@@ -400,19 +401,33 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	mu := &p.keptMu[int(op.kept)%len(p.keptMu)]
 	mu.Lock()
 	defer mu.Unlock()
+	// A hardlink links to the content's current link target: the kept unit, or the duplicate that
+	// took over when the kept file reached the filesystem's limit of links (65,000 on ext4; a
+	// storm of 88,500 identical backups passes it). That duplicate was proven equal to the kept
+	// unit by its own op and is re-checked below like the kept unit.
+	target := op.kept
+	if p.opts.Action == ActionHardlink {
+		target = p.anchorOf(op.kept)
+	}
+	if target != op.kept {
+		k = &inv.units[target]
+		for i := range pairs {
+			pairs[i].kept = k.parts[inv.files[pairs[i].dup].part]
+		}
+	}
 	for pt, fi := range k.parts {
 		if fi >= 0 {
 			if why := p.recheckKept(fi); why != "" {
 				return 0, 0, "kept copy " + inv.path(fi) + ": " + why, false
 			}
-		} else if !p.seen(op.kept) {
+		} else if !p.seen(target) {
 			if why := p.absent(k.parts[PartMain], Part(pt)); why != "" {
 				return 0, 0, "kept copy: " + why, false
 			}
 		}
 	}
 	p.mu.Lock()
-	p.keptSeen[op.kept] = true
+	p.keptSeen[target] = true
 	p.mu.Unlock()
 	touchesKept := p.opts.Action == ActionHardlink
 	for _, pr := range pairs {
@@ -423,11 +438,30 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	}
 	switch p.opts.Action {
 	case ActionHardlink:
-		return p.hardlink(pairs, touched)
+		n, freed, why, failed := p.hardlink(pairs, touched)
+		if n == 0 && failed && op.unit >= 0 && strings.HasSuffix(why, unix.EMLINK.Error()) {
+			// Not one file of this unit was linked: it stays, whole, and takes over as the target.
+			p.mu.Lock()
+			p.anchors[op.kept] = op.unit
+			p.mu.Unlock()
+			return 0, 0, "kept as a second copy: " + filepath.Base(inv.path(k.parts[PartMain])) +
+				" has as many hard links as the filesystem allows; later duplicates link to this one", false
+		}
+		return n, freed, why, failed
 	case ActionMove:
 		return p.move(pairs, touched)
 	}
 	return p.remove(pairs, touched)
+}
+
+// anchorOf returns the unit duplicates of kept are linked to now (see do).
+func (p *Plan) anchorOf(kept int32) int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, ok := p.anchors[kept]; ok {
+		return a
+	}
+	return kept
 }
 
 // refreshKept notes the kept files' new ctime after an action that changed their link count

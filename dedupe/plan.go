@@ -35,10 +35,13 @@ type Plan struct {
 	ctimes map[inodeKey]int64 // Apply: expected status-change time per inode
 	// Apply: kept units whose absent companions were checked
 	keptSeen map[int32]bool
-	mu       sync.Mutex   // Apply's lanes share ctimes and keptSeen
-	release  func(fd int) // Apply: closes a replaced file's descriptor, which frees the file
-	reads    *heldReads   // ScanApply: descriptors kept open from the read to the action
-	watch    *appearWatch // ScanApply: names that appeared since the listing; nil: look them up
+	// Apply: the unit a kept unit's duplicates are linked to once its files have as many links
+	// as the filesystem allows (a duplicate that stayed); absent: the kept unit
+	anchors map[int32]int32
+	mu      sync.Mutex   // Apply's lanes share ctimes and keptSeen
+	release func(fd int) // Apply: closes a replaced file's descriptor, which frees the file
+	reads   *heldReads   // ScanApply: descriptors kept open from the read to the action
+	watch   *appearWatch // ScanApply: names that appeared since the listing; nil: look them up
 	// Apply: kept files held open (O_PATH) after their first re-check, by file index, -1 none;
 	// each entry is only used under its kept unit's keptMu.
 	keptFds    []int32

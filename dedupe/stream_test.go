@@ -3,6 +3,7 @@ package dedupe_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -288,5 +289,64 @@ func TestHardlinkByNameOrByDescriptor(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHardlinkPastTheLinkLimit: a storm larger than the filesystem's limit of links to one file
+// (65,000 on ext4; 88,500 identical backups have been seen) does not fail: when the kept file
+// is full, the next duplicate stays, whole, and later duplicates link to it. Needs a filesystem
+// with such a limit under the test's temporary directory; elsewhere it is skipped.
+func TestHardlinkPastTheLinkLimit(t *testing.T) {
+	dir := t.TempDir()
+	name := func(i int) string { return filepath.Join(dir, fmt.Sprintf("kanban.db.corrupt.20260101_0000%02d.bak", i)) }
+	content := []byte(strings.Repeat("the same backup, byte for byte\n", 1000))
+	const dups = 12
+	for i := 0; i <= dups; i++ {
+		must(t, os.WriteFile(name(i), content, 0o644))
+	}
+	// Fill the kept file (the oldest) with links under names that are not backups, up to the
+	// limit, then free 5: five duplicates fit, the sixth does not.
+	pads := 0
+	for ; ; pads++ {
+		err := os.Link(name(0), filepath.Join(dir, fmt.Sprintf("pad%d", pads)))
+		if errors.Is(err, syscall.EMLINK) {
+			break
+		}
+		must(t, err)
+		if pads > 70000 {
+			t.Skip("no limit of links per file on this filesystem")
+		}
+	}
+	for i := range 5 {
+		must(t, os.Remove(filepath.Join(dir, fmt.Sprintf("pad%d", pads-1-i))))
+	}
+	p, res, err := dedupe.ScanApply(context.Background(), []board.Board{board.New("storm", filepath.Join(dir, board.DBName))},
+		dedupe.Options{}, dedupe.PlanOptions{Action: dedupe.ActionHardlink}, dedupe.ApplyOptions{Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Report.Duplicates != dups || res.Done != dups-1 || res.Skipped != 1 || res.Failed != 0 ||
+		!strings.Contains(res.Problems[0].Reason, "as many hard links as the filesystem allows") {
+		t.Fatalf("done %d skipped %d failed %d of %d: %+v", res.Done, res.Skipped, res.Failed, p.Report.Duplicates, res.Problems)
+	}
+	byIno := map[uint64]int{}
+	for i := 0; i <= dups; i++ {
+		b, err := os.ReadFile(name(i))
+		must(t, err)
+		if string(b) != string(content) {
+			t.Fatalf("%s changed", filepath.Base(name(i)))
+		}
+		var st syscall.Stat_t
+		must(t, syscall.Lstat(name(i), &st))
+		byIno[st.Ino]++
+	}
+	// The kept file and the 5 that fitted; the one that stayed and the 6 linked to it.
+	if len(byIno) != 2 {
+		t.Fatalf("backups spread over %d inodes: %v; want 2", len(byIno), byIno)
+	}
+	for ino, n := range byIno {
+		if n != 6 && n != 7 {
+			t.Errorf("inode %d has %d of the backups; want 6 and 7", ino, n)
+		}
 	}
 }
