@@ -298,7 +298,9 @@ func TestHardlinkByNameOrByDescriptor(t *testing.T) {
 // with such a limit under the test's temporary directory; elsewhere it is skipped.
 func TestHardlinkPastTheLinkLimit(t *testing.T) {
 	dir := t.TempDir()
-	name := func(i int) string { return filepath.Join(dir, fmt.Sprintf("kanban.db.corrupt.20260101_0000%02d.bak", i)) }
+	name := func(i int) string {
+		return filepath.Join(dir, fmt.Sprintf("kanban.db.corrupt.20260101_0000%02d.bak", i))
+	}
 	content := []byte(strings.Repeat("the same backup, byte for byte\n", 1000))
 	const dups = 12
 	for i := 0; i <= dups; i++ {
