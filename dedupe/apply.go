@@ -256,6 +256,10 @@ func (p *Plan) finishApply(ctx context.Context, res *Result, out []opResult, tou
 		}
 		kept := p.inv.path(p.inv.units[op.kept].parts[PartMain])
 		switch {
+		case r.why == "" && r.files == 0:
+			// Every file already links to the content's current target (a duplicate that took
+			// over past the link limit, in an earlier run): nothing was done.
+			log.Debug("dedupe: already linked", "path", subject)
 		case r.why == "":
 			res.Done++
 			res.Files += r.files

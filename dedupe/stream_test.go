@@ -351,4 +351,10 @@ func TestHardlinkPastTheLinkLimit(t *testing.T) {
 			t.Errorf("inode %d has %d of the backups; want 6 and 7", ino, n)
 		}
 	}
+	// A rerun finds the same one left over and says so; it does not claim the linked ones again.
+	_, res, err = dedupe.ScanApply(context.Background(), []board.Board{board.New("storm", filepath.Join(dir, board.DBName))},
+		dedupe.Options{}, dedupe.PlanOptions{Action: dedupe.ActionHardlink}, dedupe.ApplyOptions{})
+	if err != nil || res.Done != 0 || res.Files != 0 || res.Skipped != 1 || res.Failed != 0 {
+		t.Fatalf("rerun: err %v, done %d (%d files), skipped %d, failed %d; want only the second copy skipped", err, res.Done, res.Files, res.Skipped, res.Failed)
+	}
 }
