@@ -674,12 +674,12 @@ func (p *Plan) compareFiles(pr pair) string {
 	const chunk = 256 << 10
 	ba, bb := make([]byte, chunk), make([]byte, chunk)
 	for {
-		na, ea := readFull(fa, ba)
-		nb, eb := readFull(fb, bb)
+		na, ea := io.ReadFull(fdReader(fa), ba)
+		nb, eb := io.ReadFull(fdReader(fb), bb)
 		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
 			return "content differs from the kept copy (byte comparison)"
 		}
-		if ea == io.EOF {
+		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
 			if eb != ea {
 				return "content differs from the kept copy (length)"
 			}
@@ -687,9 +687,6 @@ func (p *Plan) compareFiles(pr pair) string {
 		}
 		if ea != nil {
 			return fmt.Sprintf("read: %v", ea)
-		}
-		if eb == io.EOF {
-			return "content differs from the kept copy (length)"
 		}
 		if eb != nil {
 			return fmt.Sprintf("read kept copy: %v", eb)

@@ -92,25 +92,7 @@ func openAt(dirfd int, name string, flags int) (int, error) {
 	}
 }
 
-// readFull reads into b until it is full (nil error) or the file ends (io.EOF, n < len(b)).
-func readFull(fd int, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := unix.Read(fd, b[n:])
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return n, err
-		case m == 0:
-			return n, io.EOF
-		}
-		n += m
-	}
-	return n, nil
-}
-
-// fdReader reads a raw descriptor (for io.Copy into a hash).
+// fdReader reads a raw descriptor (for io.ReadFull and io.Copy).
 type fdReader int
 
 func (r fdReader) Read(b []byte) (int, error) {

@@ -453,10 +453,10 @@ func hashFile(f *file, dirfd int, buf []byte, known func(*file, []byte) (xxh3.Ui
 		if int64(cap(buf)) < f.Size+1 {
 			buf = make([]byte, f.Size+1, max(f.Size+1, 1<<20))
 		}
-		n, err := readFull(fd, buf[:f.Size+1])
-		if int64(n) != f.Size || err != io.EOF {
+		n, err := io.ReadFull(fdReader(fd), buf[:f.Size+1])
+		if int64(n) != f.Size || (err != io.ErrUnexpectedEOF && err != io.EOF) {
 			f.state, f.why = stChanged, "size changed while reading"
-			if err != nil && err != io.EOF {
+			if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 				f.why = fmt.Sprintf("read: %v", err)
 			}
 			return buf, false, fd
