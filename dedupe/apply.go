@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -442,16 +441,7 @@ func (p *Plan) do(op op, touched map[string]bool) (int, int64, string, bool) {
 	}
 	switch p.opts.Action {
 	case ActionHardlink:
-		n, freed, why, failed := p.hardlink(pairs, touched)
-		if n == 0 && failed && op.unit >= 0 && strings.HasSuffix(why, unix.EMLINK.Error()) {
-			// Not one file of this unit was linked: it stays, whole, and takes over as the target.
-			p.mu.Lock()
-			p.anchors[op.kept] = op.unit
-			p.mu.Unlock()
-			return 0, 0, "kept as a second copy: " + filepath.Base(inv.path(k.parts[PartMain])) +
-				" has as many hard links as the filesystem allows; later duplicates link to this one", false
-		}
-		return n, freed, why, failed
+		return p.hardlink(op, pairs, touched)
 	case ActionMove:
 		return p.move(pairs, touched)
 	}
@@ -717,9 +707,12 @@ func (p *Plan) remove(pairs []pair, touched map[string]bool) (int, int64, string
 // hardlink replaces each duplicate file by a link to the kept file: link to a temporary name in
 // the duplicate's directory, then rename over the duplicate (atomic; the name always holds one of
 // two identical contents).
-func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, string, bool) {
+//
+// When the target's main file already has as many links as the filesystem allows (EMLINK on the
+// first file), the duplicate unit stays whole and becomes op.kept's link target (anchors).
+func (p *Plan) hardlink(op op, pairs []pair, touched map[string]bool) (int, int64, string, bool) {
 	n, freed := 0, int64(0)
-	for _, pr := range pairs {
+	for i, pr := range pairs {
 		if p.inv.linked(pr.dup, pr.kept) {
 			continue
 		}
@@ -727,6 +720,13 @@ func (p *Plan) hardlink(pairs []pair, touched map[string]bool) (int, int64, stri
 		dirfd, name := p.inv.at(pr.dup)
 		tmp := "." + name + tempMarker + p.tmpRun + strconv.FormatUint(p.tmpSeq.Add(1), 16)
 		if err := p.linkKept(pr.kept, dirfd, tmp); err != nil {
+			if i == 0 && op.unit >= 0 && errors.Is(err, unix.EMLINK) {
+				p.mu.Lock()
+				p.anchors[op.kept] = op.unit
+				p.mu.Unlock()
+				return 0, 0, "kept as a second copy: " + filepath.Base(p.inv.path(pr.kept)) +
+					" has as many hard links as the filesystem allows; later duplicates link to this one", false
+			}
 			return n, freed, fmt.Sprintf("link: %v", err), true
 		}
 		if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
