@@ -38,7 +38,7 @@ type Plan struct {
 	// Apply: the unit a kept unit's duplicates are linked to once its files have as many links
 	// as the filesystem allows (a duplicate that stayed); absent: the kept unit
 	anchors map[int32]int32
-	mu      sync.Mutex   // Apply's lanes share ctimes and keptSeen
+	mu      sync.Mutex   // Apply's lanes share ctimes, keptSeen and anchors
 	release func(fd int) // Apply: closes a replaced file's descriptor, which frees the file
 	reads   *heldReads   // ScanApply: descriptors kept open from the read to the action
 	watch   *appearWatch // ScanApply: names that appeared since the listing; nil: look them up
