@@ -59,12 +59,17 @@ func TestContainSurvivesSIGKILLAtAnyPoint(t *testing.T) {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() && !strings.Contains(sc.Text(), `"event":"rescan"`) {
 		}
+		events := make(chan struct{}, 64)
 		contained := make(chan int, 1)
 		go func() {
 			n := 0
 			for sc.Scan() {
 				if strings.Contains(sc.Text(), `"event":"contained"`) {
 					n++
+					select {
+					case events <- struct{}{}:
+					default:
+					}
 				}
 			}
 			contained <- n
@@ -73,7 +78,24 @@ func TestContainSurvivesSIGKILLAtAnyPoint(t *testing.T) {
 			seq++
 			writeBackup(t, dir, seq, main, wal)
 		}
-		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		// Odd rounds kill at a random moment, which may land before, during or after the round's
+		// containment. Even rounds wait for a random number of containments (1 to 20) and then kill
+		// within a millisecond, so on any machine speed some kills land in the middle of it.
+		if r%2 == 1 {
+			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		} else {
+			want := 1 + rng.IntN(20)
+			deadline := time.After(30 * time.Second)
+		wait:
+			for seen := 0; seen < want; seen++ {
+				select {
+				case <-events:
+				case <-deadline:
+					break wait
+				}
+			}
+			time.Sleep(time.Duration(rng.IntN(1000)) * time.Microsecond)
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		kills++
