@@ -522,7 +522,24 @@ func TestKilledMidRepair(t *testing.T) {
 	outDir := t.TempDir()
 	out := filepath.Join(outDir, "repaired.db")
 	killedMidway := 0
-	for _, delay := range []time.Duration{20 * time.Millisecond, 80 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond} {
+	// A first run that finishes tells how long a whole repair takes here (start-up included), so
+	// the kills are spread over it on any machine speed; the last two wait until the run has
+	// created its temp file and kill at once, so some kill always lands while it is writing.
+	start := time.Now()
+	calib, err := reexec.Command(context.Background(), "repair-test-child", db, filepath.Join(t.TempDir(), "calibration.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := calib.CombinedOutput(); err != nil {
+		t.Fatalf("calibration run: %v: %s", err, b)
+	}
+	whole := time.Since(start)
+	var delays []time.Duration
+	for k := 0; k < 5; k++ {
+		delays = append(delays, whole*time.Duration(2*k+1)/10)
+	}
+	delays = append(delays, -1, -1)
+	for _, delay := range delays {
 		cmd, err := reexec.Command(context.Background(), "repair-test-child", db, out)
 		if err != nil {
 			t.Fatal(err)
@@ -530,7 +547,15 @@ func TestKilledMidRepair(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(delay)
+		if delay >= 0 {
+			time.Sleep(delay)
+		} else {
+			for deadline := time.Now().Add(whole * 3); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+				if ents, _ := os.ReadDir(outDir); len(ents) > 0 {
+					break
+				}
+			}
+		}
 		temps := 0
 		if ents, _ := os.ReadDir(outDir); len(ents) > 0 {
 			temps = len(ents)
@@ -582,7 +607,7 @@ func TestKilledMidRepair(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("%d files in the output dir, want 1", len(ents))
 	}
-	t.Logf("%d kills landed mid-repair; final run: %d rows written, %d known lost, %.2fs", killedMidway, res.Totals.RowsWritten, res.Totals.RowsLostKnown, res.Duration)
+	t.Logf("%d of %d kills landed mid-repair (a whole run takes %v); final run: %d rows written, %d known lost, %.2fs", killedMidway, len(delays), whole.Round(time.Millisecond), res.Totals.RowsWritten, res.Totals.RowsLostKnown, res.Duration)
 }
 
 // TestComparesNewestHealthyBackup: --backups names the newest backup that verifies healthy,
