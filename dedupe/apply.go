@@ -148,7 +148,7 @@ func (p *Plan) noteCtime(i int32) {
 	if f.ctime == 0 {
 		return
 	}
-	k := inodeKey{f.dir, f.Inode}
+	k := p.inv.ikey(i)
 	p.mu.Lock()
 	if _, ok := p.ctimes[k]; !ok {
 		p.ctimes[k] = f.ctime
@@ -300,8 +300,7 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 		dirOf[d.Path] = int32(i)
 	}
 	for i := range p.inv.files {
-		f := &p.inv.files[i]
-		byIno[inodeKey{f.dir, f.Inode}] = int32(i)
+		byIno[p.inv.ikey(int32(i))] = int32(i)
 	}
 	for _, t := range p.inv.Temps {
 		di, ok := dirOf[filepath.Dir(t)]
@@ -314,7 +313,7 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is the only name of its content: left in place"})
 			continue
 		}
-		twin, ok := byIno[inodeKey{di, st.Ino}]
+		twin, ok := byIno[inodeKey{p.inv.Dirs[di].dev, st.Ino}]
 		if !ok {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is not a second name of a scanned backup: left in place"})
 			continue
@@ -464,7 +463,7 @@ func (p *Plan) anchorOf(kept int32) int32 {
 func (p *Plan) refreshKept(pairs []pair) {
 	for _, pr := range pairs {
 		k := &p.inv.files[pr.kept]
-		key := inodeKey{k.dir, k.Inode}
+		key := p.inv.ikey(pr.kept)
 		p.mu.Lock()
 		_, ok := p.ctimes[key]
 		p.mu.Unlock()
@@ -503,7 +502,7 @@ func (p *Plan) recheck(i int32) string {
 		return fmt.Sprintf("stat: %v", err)
 	}
 	p.mu.Lock()
-	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
+	ct := p.ctimes[p.inv.ikey(i)]
 	p.mu.Unlock()
 	return sameStat(&st, f.File, ct)
 }
@@ -548,7 +547,7 @@ func (p *Plan) heldIs(i int32, fd int) string {
 		return "vanished since the scan"
 	}
 	p.mu.Lock()
-	ct := p.ctimes[inodeKey{f.dir, f.Inode}]
+	ct := p.ctimes[p.inv.ikey(i)]
 	p.mu.Unlock()
 	return sameStat(&st, f.File, ct)
 }

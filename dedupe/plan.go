@@ -263,10 +263,10 @@ func (p *Plan) group() {
 	}
 }
 
-// linked reports whether file a is the same inode as file b (a hard link made earlier).
+// linked reports whether file a is the same inode as file b (a hard link made earlier, in one
+// directory or across two on one filesystem).
 func (inv *Inventory) linked(a, b int32) bool {
-	fa, fb := &inv.files[a], &inv.files[b]
-	return fa.dir == fb.dir && fa.Inode != 0 && fa.Inode == fb.Inode
+	return inv.files[a].Inode != 0 && inv.ikey(a) == inv.ikey(b)
 }
 
 func (p *Plan) report() {

@@ -260,9 +260,17 @@ func (inv *Inventory) candidates() []int32 {
 	return out
 }
 
+// inodeKey names an inode: the device of the directory a name is in, and the inode number. Two
+// scanned directories on one filesystem can hold names of one inode (a hardlink run across boards).
 type inodeKey struct {
-	dir int32
+	dev uint64
 	ino uint64
+}
+
+// ikey is file i's inodeKey.
+func (inv *Inventory) ikey(i int32) inodeKey {
+	f := &inv.files[i]
+	return inodeKey{inv.Dirs[f.dir].dev, f.Inode}
 }
 
 type repKey struct {
@@ -284,7 +292,7 @@ func (inv *Inventory) hashPlan(cand []int32) hashPlan {
 	hp := hashPlan{first: make(map[inodeKey]int32, len(cand))}
 	for _, i := range cand {
 		f := &inv.files[i]
-		k := inodeKey{f.dir, f.Inode}
+		k := inv.ikey(i)
 		if _, ok := hp.first[k]; ok && f.Inode != 0 {
 			hp.later = append(hp.later, i)
 			continue
@@ -299,7 +307,7 @@ func (inv *Inventory) hashPlan(cand []int32) hashPlan {
 // copyLater gives file i (in hp.later) the result of the file read for its inode.
 func (inv *Inventory) copyLater(hp hashPlan, i int32) {
 	f := &inv.files[i]
-	src := &inv.files[hp.first[inodeKey{f.dir, f.Inode}]]
+	src := &inv.files[hp.first[inv.ikey(i)]]
 	f.sum, f.state, f.rep, f.why = src.sum, src.state, src.rep, src.why
 }
 

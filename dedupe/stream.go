@@ -91,9 +91,8 @@ func ScanApply(ctx context.Context, boards []board.Board, so Options, po PlanOpt
 	}
 	isLater := make([]bool, len(inv.files))
 	for _, fi := range hp.later {
-		f := &inv.files[fi]
 		isLater[fi] = true
-		pos[fi] = pos[hp.first[inodeKey{f.dir, f.Inode}]]
+		pos[fi] = pos[hp.first[inv.ikey(fi)]]
 	}
 	need := make([]int32, len(uorder)) // a unit is settled once every read up to need[k] is done
 	for k, ui := range uorder {

@@ -1,6 +1,7 @@
 package dedupe_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/dedupe"
@@ -356,5 +358,67 @@ func TestHardlinkPastTheLinkLimit(t *testing.T) {
 		dedupe.Options{}, dedupe.PlanOptions{Action: dedupe.ActionHardlink}, dedupe.ApplyOptions{})
 	if err != nil || res.Done != 0 || res.Files != 0 || res.Skipped != 1 || res.Failed != 0 {
 		t.Fatalf("rerun: err %v, done %d (%d files), skipped %d, failed %d; want only the second copy skipped", err, res.Done, res.Files, res.Skipped, res.Failed)
+	}
+}
+
+// TestHardlinkAcrossTwoBoardsConverges: a hardlink run over two boards' directories on one
+// filesystem links the second board's copy to the first's; a rerun, both ways (ScanApply, and
+// Scan, NewPlan, Apply), sees the two names as one inode: nothing done, nothing reclaimable, no
+// temporary link left. (Inodes were once compared only within a directory, so every rerun linked
+// the pair again, left its temporary link and reported the bytes freed.)
+func TestHardlinkAcrossTwoBoardsConverges(t *testing.T) {
+	root := t.TempDir()
+	content := bytes.Repeat([]byte("SQLite format 3\x00same backup page "), 4000)
+	var bs []board.Board
+	var names []string
+	for k, d := range []string{"a", "b"} {
+		dir := filepath.Join(root, d)
+		must(t, os.Mkdir(dir, 0o755))
+		name := filepath.Join(dir, board.FormatTimestamped(board.DBName, time.Date(2026, 5, 1, 12, k, 0, 0, time.Local), 1))
+		must(t, os.WriteFile(name, content, 0o644))
+		names = append(names, name)
+		bs = append(bs, board.New(d, filepath.Join(dir, board.DBName)))
+	}
+	po := dedupe.PlanOptions{Action: dedupe.ActionHardlink}
+	_, res, err := dedupe.ScanApply(context.Background(), bs, dedupe.Options{}, po, dedupe.ApplyOptions{})
+	if err != nil || res.Done != 1 || res.Skipped+res.Failed != 0 {
+		t.Fatalf("first run: done %d skipped %d failed %d, err %v: %+v", res.Done, res.Skipped, res.Failed, err, res.Problems)
+	}
+	var sa, sb syscall.Stat_t
+	must(t, syscall.Lstat(names[0], &sa))
+	must(t, syscall.Lstat(names[1], &sb))
+	if sa.Ino != sb.Ino || sa.Nlink != 2 {
+		t.Fatalf("after the first run: inodes %d and %d, %d links; want one inode with 2", sa.Ino, sb.Ino, sa.Nlink)
+	}
+	for run := 0; run < 4; run++ {
+		var p *dedupe.Plan
+		if run%2 == 0 {
+			p, res, err = dedupe.ScanApply(context.Background(), bs, dedupe.Options{}, po, dedupe.ApplyOptions{})
+		} else {
+			inv, serr := dedupe.Scan(context.Background(), bs, dedupe.Options{Verify: true})
+			if serr != nil {
+				t.Fatal(serr)
+			}
+			if p, err = dedupe.NewPlan(inv, po); err == nil {
+				res, err = dedupe.Apply(context.Background(), p, dedupe.ApplyOptions{})
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Done != 0 || res.FreedBytes != 0 || res.Skipped+res.Failed != 0 || p.Report.ReclaimableBytes != 0 {
+			t.Errorf("rerun %d: done %d, freed %d, skipped %d, failed %d, reclaimable %d; want nothing to do",
+				run, res.Done, res.FreedBytes, res.Skipped, res.Failed, p.Report.ReclaimableBytes)
+		}
+		for _, d := range []string{"a", "b"} {
+			ents, _ := os.ReadDir(filepath.Join(root, d))
+			if len(ents) != 1 {
+				t.Errorf("rerun %d: %s holds %d names, want 1 (a temporary link left?)", run, d, len(ents))
+			}
+		}
+		must(t, syscall.Lstat(names[0], &sa))
+		if sa.Nlink != 2 {
+			t.Errorf("rerun %d: %d links, want 2", run, sa.Nlink)
+		}
 	}
 }
