@@ -318,8 +318,20 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is not a second name of a scanned backup: left in place"})
 			continue
 		}
-		if tfi, err := os.Lstat(p.inv.path(twin)); err != nil || sameIno(tfi) != st.Ino {
+		var tst unix.Stat_t
+		dirfd, name := p.inv.at(twin)
+		if err := statAt(dirfd, name, &tst); err != nil || tst.Ino != st.Ino {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "the backup it links to is gone: left in place"})
+			continue
+		}
+		// The twin must still be as it was read (Apply: its ctime then, which already counts this
+		// temp): refreshKept below takes its new ctime as our own doing, which would hide a
+		// change made meanwhile, and a changed kept file must make its duplicates' ops skip.
+		p.mu.Lock()
+		ct := p.ctimes[p.inv.ikey(twin)]
+		p.mu.Unlock()
+		if why := sameStat(&tst, p.inv.files[twin].File, ct); why != "" {
+			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "the backup it links to " + why + ": left in place"})
 			continue
 		}
 		if err := os.Remove(t); err == nil {
@@ -328,13 +340,6 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 			p.refreshKept([]pair{{kept: twin}}) // its link count, hence its ctime, changed
 		}
 	}
-}
-
-func sameIno(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
 }
 
 // pair is one file of the subject with the kept file it must equal.

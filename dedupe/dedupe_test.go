@@ -2,6 +2,7 @@ package dedupe_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -911,4 +912,49 @@ func TestDryRunFindsWhatJdupesFinds(t *testing.T) {
 		t.Fatalf("dedupe lists %d files, jdupes %d:\n%s\n---\n%s", len(got), len(want), strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	t.Logf("both list the same %d files", len(got))
+}
+
+// TestTempLinkDoesNotHideAChangedKeptFile: a kept file rewritten in place after it was read, with
+// its mtime put back, while a killed run's temporary link to it waits to be cleaned. Removing the
+// temp must not make the apply take the kept file's new ctime as its own doing: the temp is left,
+// the duplicate is skipped, and the content both had when read still exists. (It was once cleaned
+// and the duplicate removed: that content was then nowhere on disk.)
+func TestTempLinkDoesNotHideAChangedKeptFile(t *testing.T) {
+	dir := t.TempDir()
+	content := bytes.Repeat([]byte("SQLite format 3\x00kept page "), 8000)
+	var names []string
+	for k := 0; k < 2; k++ {
+		n := filepath.Join(dir, board.FormatTimestamped(board.DBName, time.Date(2026, 5, 1, 12, k, 0, 0, time.Local), 1))
+		must(t, os.WriteFile(n, content, 0o644))
+		names = append(names, n)
+	}
+	kept, dup := names[0], names[1]
+	tmp := filepath.Join(dir, "."+filepath.Base(dup)+".kdtmp-dedupe-0a0b0c0d0e0f")
+	must(t, os.Link(kept, tmp))
+	p := scanPlan(t, dir, true, dedupe.PlanOptions{})
+	if p.Report.Duplicates != 1 || len(p.Report.Temps) != 1 {
+		t.Fatalf("duplicates %d, temps %d; want 1 and 1", p.Report.Duplicates, len(p.Report.Temps))
+	}
+	fi, err := os.Stat(kept)
+	must(t, err)
+	f, err := os.OpenFile(kept, os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt([]byte("REWRITE!"), 100)
+	must(t, err)
+	must(t, f.Close())
+	must(t, os.Chtimes(kept, fi.ModTime(), fi.ModTime()))
+	res, err := dedupe.Apply(context.Background(), p, dedupe.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done != 0 || res.Skipped != 1 || len(res.TempsCleaned) != 0 {
+		t.Fatalf("done %d, skipped %d, temps cleaned %v; want the duplicate skipped and the temp left: %+v", res.Done, res.Skipped, res.TempsCleaned, res.Problems)
+	}
+	got, err := os.ReadFile(dup)
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("the duplicate, the last copy of the content as read, is gone or changed: %v", err)
+	}
+	if _, err := os.Lstat(tmp); err != nil {
+		t.Errorf("the temporary link was removed: %v", err)
+	}
 }
