@@ -117,6 +117,12 @@ func (p *Plan) openDirs() (closeAll func(), err error) {
 		p.keptFds[i] = -1
 	}
 	p.keptByName.Store(!linkDescriptors)
+	p.keptOpen.Store(0)
+	p.keptMax = maxHeldReads
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
+		p.keptMax = min(p.keptMax, int64(rl.Cur/4))
+	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	p.tmpRun = hex.EncodeToString(rnd[:]) + "-" // temp names: random per apply, then a counter
@@ -570,9 +576,13 @@ func (p *Plan) recheckKept(i int32) string {
 	if kfd := p.keptFds[i]; kfd >= 0 {
 		return p.heldIs(i, int(kfd))
 	}
+	if p.keptOpen.Load() >= p.keptMax {
+		return p.recheck(i) // as many kept files held as the descriptor budget allows: by name
+	}
 	fd, why := p.hold(i)
 	if why == "" {
 		p.keptFds[i] = int32(fd)
+		p.keptOpen.Add(1)
 	}
 	return why
 }

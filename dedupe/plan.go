@@ -45,6 +45,8 @@ type Plan struct {
 	// Apply: kept files held open (O_PATH) after their first re-check, by file index, -1 none;
 	// each entry is only used under its kept unit's keptMu.
 	keptFds    []int32
+	keptOpen   atomic.Int64   // Apply: how many of keptFds are open
+	keptMax    int64          // Apply: at most this many (a quarter of the descriptor limit); past it, by name
 	keptByName atomic.Bool    // Apply: linking a descriptor is refused here; kept files go by name
 	tmpRun     string         // Apply: the random part of this apply's temporary link names
 	tmpSeq     atomic.Uint64  // Apply: numbers its temporary links
