@@ -10,12 +10,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/dustin/go-humanize"
 	"golang.org/x/sys/unix"
@@ -118,11 +116,7 @@ func (p *Plan) openDirs() (closeAll func(), err error) {
 	}
 	p.keptByName.Store(!linkDescriptors)
 	p.keptOpen.Store(0)
-	p.keptMax = maxHeldReads
-	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
-		p.keptMax = min(p.keptMax, int64(rl.Cur/4))
-	}
+	p.keptMax = heldBudget()
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	p.tmpRun = hex.EncodeToString(rnd[:]) + "-" // temp names: random per apply, then a counter
@@ -310,12 +304,15 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 	}
 	for _, t := range p.inv.Temps {
 		di, ok := dirOf[filepath.Dir(t)]
-		fi, err := os.Lstat(t)
-		if !ok || err != nil || !fi.Mode().IsRegular() {
+		if !ok {
 			continue
 		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		if st == nil || st.Nlink < 2 {
+		dfd, tname := p.inv.Dirs[di].fd, filepath.Base(t)
+		var st unix.Stat_t
+		if statAt(dfd, tname, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		if st.Nlink < 2 {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is the only name of its content: left in place"})
 			continue
 		}
@@ -324,23 +321,23 @@ func (p *Plan) cleanTemps(res *Result, touched map[string]bool) {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "temporary link is not a second name of a scanned backup: left in place"})
 			continue
 		}
+		// The twin must still be as it was read (same inode as the temp, and in Apply its ctime
+		// then, which already counts this temp): refreshKept below takes its new ctime as our own
+		// doing, which would hide a change made meanwhile; a changed kept file must make its
+		// duplicates' ops skip.
+		why := "is gone"
 		var tst unix.Stat_t
-		dirfd, name := p.inv.at(twin)
-		if err := statAt(dirfd, name, &tst); err != nil || tst.Ino != st.Ino {
-			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "the backup it links to is gone: left in place"})
-			continue
+		if dirfd, name := p.inv.at(twin); statAt(dirfd, name, &tst) == nil {
+			p.mu.Lock()
+			ct := p.ctimes[p.inv.ikey(twin)]
+			p.mu.Unlock()
+			why = sameStat(&tst, p.inv.files[twin].File, ct)
 		}
-		// The twin must still be as it was read (Apply: its ctime then, which already counts this
-		// temp): refreshKept below takes its new ctime as our own doing, which would hide a
-		// change made meanwhile, and a changed kept file must make its duplicates' ops skip.
-		p.mu.Lock()
-		ct := p.ctimes[p.inv.ikey(twin)]
-		p.mu.Unlock()
-		if why := sameStat(&tst, p.inv.files[twin].File, ct); why != "" {
+		if why != "" {
 			res.Problems = append(res.Problems, Outcome{Path: t, Status: "skipped", Reason: "the backup it links to " + why + ": left in place"})
 			continue
 		}
-		if err := os.Remove(t); err == nil {
+		if err := unix.Unlinkat(dfd, tname, 0); err == nil {
 			res.TempsCleaned = append(res.TempsCleaned, t)
 			touched[filepath.Dir(t)] = true
 			p.refreshKept([]pair{{kept: twin}}) // its link count, hence its ctime, changed

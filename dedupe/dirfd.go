@@ -122,16 +122,22 @@ type heldReads struct {
 // maxHeldReads caps the descriptors a ScanApply keeps open (tests lower it).
 var maxHeldReads int64 = 4096
 
-// newHeldReads sizes the table for n files and holds at most a quarter of the descriptor limit
-// (at most 4,096) at once: past that, reads close as usual and the action opens the file again.
-func newHeldReads(n int) *heldReads {
-	h := &heldReads{fds: make([]int32, n), max: maxHeldReads}
-	for i := range h.fds {
-		h.fds[i] = -1
-	}
+// heldBudget is how many descriptors one pool of held files may keep open: a quarter of the
+// descriptor limit, at most maxHeldReads. An apply has two such pools (held reads, kept files).
+func heldBudget() int64 {
 	var rl unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
-		h.max = min(h.max, int64(rl.Cur/4))
+		return min(maxHeldReads, int64(rl.Cur/4))
+	}
+	return maxHeldReads
+}
+
+// newHeldReads sizes the table for n files and holds at most heldBudget descriptors at once:
+// past that, reads close as usual and the action opens the file again.
+func newHeldReads(n int) *heldReads {
+	h := &heldReads{fds: make([]int32, n), max: heldBudget()}
+	for i := range h.fds {
+		h.fds[i] = -1
 	}
 	return h
 }
