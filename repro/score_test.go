@@ -39,7 +39,7 @@ func TestScoreAgainstGroundTruth(t *testing.T) {
 			if tc.scenario == Injected || tc.scenario == WALUnlink {
 				s0, s1 = ev0, ev1
 			}
-			score(&c, tc.recs, s0, s1)
+			score(&c, tc.recs, s0, s1, time.Time{})
 			if c.FalsePositives != tc.fp || c.FalseNegatives != tc.fn || c.Unscored != tc.uns || c.Checks != tc.checks {
 				t.Errorf("got fp=%d fn=%d unscored=%d checks=%d, want fp=%d fn=%d unscored=%d checks=%d",
 					c.FalsePositives, c.FalseNegatives, c.Unscored, c.Checks, tc.fp, tc.fn, tc.uns, tc.checks)
@@ -91,11 +91,11 @@ func TestCIRulesOnSyntheticMatrices(t *testing.T) {
 		var r Result
 		for _, sc := range Scenarios {
 			for _, st := range []string{Legacy, Doctor, ExecPrefix + "guard {db}"} {
-				c := Cell{Scenario: sc, Strategy: st, Checks: 10, TruthOK: sc != Injected}
+				c := Cell{Scenario: sc, Strategy: st, Checks: 10, TruthOK: !injects(sc)}
 				if st == Legacy && (sc == LockDrop || sc == Immutable) {
 					c.FalsePositives = 3
 				}
-				if sc == Injected {
+				if injects(sc) {
 					c.CorruptVerdicts = 5
 				}
 				r.Cells = append(r.Cells, c)
