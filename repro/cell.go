@@ -95,7 +95,7 @@ func runCell(ctx context.Context, s cellSpec) (c Cell, checks []CheckRecord) {
 	// The mid-run event, at a third of the cell: corruption (injected, index-desync), the WAL
 	// reset (wal-unlink) or a writer killed inside its transaction (writer-kill).
 	var evStart, evEnd time.Time
-	var damaged []string // the damaged indexes
+	var damaged []string  // the damaged indexes
 	var baseline []string // integrity_check's findings right after the injection
 	var poll *truthPoll
 	closeNew := func() error { return nil } // wal-unlink's new-generation connection
