@@ -232,3 +232,41 @@ func ciNames(fails []string, sub string) bool {
 	}
 	return false
 }
+
+// TestREADMEServeExample runs the README's exec-serve example (kept verbatim in
+// testdata/serve_guard.py; the test fails when the two drift): no false positive in clean, and in
+// lock-drop, applied in the guard's own process through KANBAN_DOCTOR_SCENARIO, it cries wolf
+// like the legacy guard does.
+func TestREADMEServeExample(t *testing.T) {
+	guard := referenceGuard(t)
+	py, _, _ := strings.Cut(guard, " ")
+	src, err := os.ReadFile("testdata/serve_guard.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```python\n"+string(src)+"```\n") {
+		t.Errorf("README.md does not show testdata/serve_guard.py verbatim in a python block")
+	}
+	abs, _ := filepath.Abs("testdata/serve_guard.py")
+	res, err := Run(context.Background(), Options{Duration: 800 * time.Millisecond, Scenarios: []string{Clean, LockDrop},
+		Strategies: []string{ServePrefix + py + " " + abs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.Cells {
+		t.Logf("%s: checks=%d starts=%d corrupt=%d inconclusive=%d fp=%d guard p50 %.1f ms", c.Name(), c.Checks, c.GuardStarts, c.CorruptVerdicts, c.Inconclusive, c.FalsePositives, c.GuardP50ms)
+		if c.GuardStarts != 1 || c.GuardErrors != 0 || c.Checks < minChecks {
+			t.Errorf("%s: %d guard processes, %d guard errors, %d checks", c.Name(), c.GuardStarts, c.GuardErrors, c.Checks)
+		}
+		if c.Scenario == Clean && c.FalsePositives != 0 {
+			t.Errorf("clean: %d false positives", c.FalsePositives)
+		}
+		if c.Scenario == LockDrop && c.Suspicious == 0 {
+			t.Errorf("lock-drop in the guard's process: no suspicious answer in %d checks", c.Checks)
+		}
+	}
+}
