@@ -121,7 +121,7 @@ func guardLog(t *testing.T, path string) map[string]int {
 func TestReferenceGuardBackupsAndInconclusive(t *testing.T) {
 	guard := referenceGuard(t)
 	dir := t.TempDir()
-	res, err := Run(context.Background(), Options{Dir: dir, Duration: 2500 * time.Millisecond, Scenarios: []string{Injected},
+	res, err := Run(context.Background(), Options{Dir: dir, Duration: 3500 * time.Millisecond, Scenarios: []string{Injected},
 		Strategies: []string{ServePrefix + guard + " --serve --keep 10"}})
 	if err != nil {
 		t.Fatal(err)
