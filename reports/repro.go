@@ -47,6 +47,18 @@ func ReproText(w io.Writer, res repro.Result) error {
 			}
 			notes = append(notes, fmt.Sprintf("%s: hazards reported: %s", c.Name(), strings.Join(hs, ", ")))
 		}
+		if c.GuardDamage > 0 {
+			notes = append(notes, fmt.Sprintf("%s: GUARD DAMAGE: %s", c.Name(), strings.Join(c.GuardDamageDetail, "; ")))
+		}
+		if c.Repaired {
+			notes = append(notes, fmt.Sprintf("%s: repaired %.0f ms after the injection", c.Name(), c.RepairLatencyMs))
+		}
+		if c.Inconclusive > 0 || c.GuardErrors > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d inconclusive, %d guard errors (neither scored as corrupt)", c.Name(), c.Inconclusive, c.GuardErrors))
+		}
+		if c.BackupsPruned > 0 {
+			notes = append(notes, fmt.Sprintf("%s: backups %d written, %d pruned, %d left", c.Name(), c.BackupsWritten, c.BackupsPruned, c.BackupsLeft))
+		}
 		for _, n := range c.Notes {
 			notes = append(notes, fmt.Sprintf("%s: %s", c.Name(), n))
 		}
@@ -66,7 +78,7 @@ func ReproText(w io.Writer, res repro.Result) error {
 	switch {
 	case res.CI == nil:
 	case res.CI.Passed:
-		fmt.Fprintln(w, "\nci: ok (legacy still reproduces the false positives; no false positive in clean; doctor: no false positive, no false negative)")
+		fmt.Fprintln(w, "\nci: ok (legacy still reproduces the false positives; no false positive in clean; no board damaged; doctor: no false positive, no false negative)")
 	default:
 		fmt.Fprintf(w, "\nci: FAIL (%d)\n", len(res.CI.Failures))
 		for _, f := range res.CI.Failures {

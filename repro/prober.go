@@ -10,7 +10,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -32,6 +31,7 @@ const (
 	verdictOK           = "ok"
 	verdictCorrupt      = "corrupt"
 	verdictInconclusive = "inconclusive"
+	verdictError        = "error" // the guard answered outside the contract
 )
 
 // record is one line of the prober's output: one check, start and end in Unix nanoseconds.
@@ -45,6 +45,12 @@ type record struct {
 	BackupBytes int64  `json:"backup_bytes,omitempty"`
 	// Hazards are the codes of the hazards the doctor reported beside its verdict.
 	Hazards []string `json:"hazards,omitempty"`
+	// Exit is an exec: guard's exit status (-1: not an exec: guard, or killed).
+	Exit int `json:"exit"`
+	// Guard is the guard's own time in ns when it differs from T1-T0; Spawn says the check
+	// started an exec-serve guard process.
+	Guard int64 `json:"guard,omitempty"`
+	Spawn bool  `json:"spawn,omitempty"`
 }
 
 type proberArgs struct {
@@ -53,12 +59,13 @@ type proberArgs struct {
 	end, hardEnd time.Time
 	minChecks    int
 	seed         uint64
+	restartEvery int // exec-serve: restart the guard after this many checks (0: never)
 }
 
 func (a proberArgs) flags() []string {
 	return []string{"-db", a.db, "-scenario", a.scenario, "-strategy", a.strategy, "-scratch", a.scratch,
 		"-end", fmt.Sprint(a.end.UnixNano()), "-hard-end", fmt.Sprint(a.hardEnd.UnixNano()),
-		"-min-checks", fmt.Sprint(a.minChecks), "-seed", fmt.Sprint(a.seed)}
+		"-min-checks", fmt.Sprint(a.minChecks), "-seed", fmt.Sprint(a.seed), "-restart-every", fmt.Sprint(a.restartEvery)}
 }
 
 // proberMain is the prober child: it runs the scenario's mechanism inside its own process and the
@@ -75,6 +82,7 @@ func proberMain(args []string) int {
 	fs.Int64Var(&hardEnd, "hard-end", 0, "")
 	fs.IntVar(&a.minChecks, "min-checks", 0, "")
 	fs.Uint64Var(&a.seed, "seed", 1, "")
+	fs.IntVar(&a.restartEvery, "restart-every", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return 4
 	}
@@ -98,6 +106,8 @@ type checker struct {
 	out   *json.Encoder
 	rand  *rand.Rand
 	copyN int
+	serve *server // the exec-serve guard process, when running
+	n     int     // checks so far
 }
 
 func (p *checker) run(ctx context.Context) error {
@@ -111,6 +121,7 @@ func (p *checker) run(ctx context.Context) error {
 		go func() { defer wg.Done(); lockDrop(lctx, p.db) }()
 		defer func() { cancel(); wg.Wait() }()
 	}
+	defer p.stopServer()
 	for n := 0; ctx.Err() == nil; n++ {
 		if now := time.Now(); !now.Before(p.hardEnd) || (!now.Before(p.end) && n >= p.minChecks) {
 			break
@@ -175,7 +186,8 @@ func (p *checker) target() (string, func(), error) {
 }
 
 func (p *checker) check(ctx context.Context) record {
-	r := record{T0: time.Now().UnixNano()}
+	p.n++
+	r := record{T0: time.Now().UnixNano(), Exit: -1}
 	defer func() { r.T1 = time.Now().UnixNano() }()
 	switch {
 	case p.strategy == Legacy:
@@ -186,6 +198,8 @@ func (p *checker) check(ctx context.Context) record {
 		p.sameConn(ctx, &r)
 	case p.strategy == Doctor:
 		p.doctor(ctx, &r)
+	case strings.HasPrefix(p.strategy, ServePrefix):
+		p.served(ctx, &r, strings.TrimPrefix(p.strategy, ServePrefix))
 	case strings.HasPrefix(p.strategy, ExecPrefix):
 		p.external(ctx, &r, strings.TrimPrefix(p.strategy, ExecPrefix))
 	default:
@@ -385,32 +399,6 @@ func (p *checker) sameConn(ctx context.Context, r *record) {
 	recheck(ctx, r, []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond}, func() (answer, error) {
 		return integrity(cctx, conn), nil
 	})
-}
-
-// external runs an external guard with {db} replaced by the (shell-quoted) path of the live
-// database: exit 0 is healthy, anything else a corrupt verdict. The guard is its own process, so
-// the in-process mechanisms (lock-drop, immutable, file-copy) only apply if the guard does them
-// itself; it is scored under the same writers, checkpoints, WAL reset and injected damage.
-func (p *checker) external(ctx context.Context, r *record, command string) {
-	path := p.db
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", strings.ReplaceAll(command, "{db}", shellQuote(path)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		r.Verdict, r.Answer = verdictInconclusive, "cancelled"
-		return
-	}
-	if err == nil {
-		r.FirstOK, r.Verdict = true, verdictOK
-		return
-	}
-	r.Verdict = verdictCorrupt
-	r.Answer = short(strings.TrimSpace(err.Error() + ": " + firstLine(out.String())))
 }
 
 func firstLine(s string) string {

@@ -28,10 +28,19 @@ const (
 	FileCopy  = "file-copy"  // the probe checks a plain copy of the live files
 	WALUnlink = "wal-unlink" // -wal and -shm are unlinked while connections are open (two WAL generations)
 	Injected  = "injected"   // real corruption injected mid-run: the true-positive control
+	// IndexDesync rewrites the rowid of a few index entries mid-run (one write transaction): the
+	// index-only damage REINDEX repairs, on an index the writers use and on one they do not.
+	IndexDesync = "index-desync"
+	// WriterKill SIGKILLs a writer inside a write transaction whose uncommitted pages already
+	// spilled into the WAL: nothing is damaged, and the next writer reuses those frames.
+	WriterKill = "writer-kill"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{Clean, LockDrop, Immutable, FileCopy, WALUnlink, Injected}
+var Scenarios = []string{Clean, LockDrop, Immutable, FileCopy, WALUnlink, Injected, IndexDesync, WriterKill}
+
+// injects reports whether the scenario damages the board on purpose (the truth is then a timeline).
+func injects(scenario string) bool { return scenario == Injected || scenario == IndexDesync }
 
 // The built-in strategies. "exec:CMD" runs an external guard.
 const (
@@ -50,8 +59,13 @@ func Strategies() []string {
 	return s
 }
 
-// ExecPrefix starts an external-guard strategy: "exec:CMD", CMD run by sh with {db} replaced.
-const ExecPrefix = "exec:"
+// ExecPrefix starts an external-guard strategy: "exec:CMD", CMD run by sh with {db} replaced,
+// one process per check. ServePrefix starts one that serves every check of a cell from one
+// process: "exec-serve:CMD", one JSON request per line on stdin, one answer per line on stdout.
+const (
+	ExecPrefix  = "exec:"
+	ServePrefix = "exec-serve:"
+)
 
 // Errors returned by Run.
 var (
@@ -74,6 +88,8 @@ type Options struct {
 	CheckpointEvery string
 	Scenarios       []string // default: all
 	Strategies      []string // default: legacy, retry, same-conn, doctor
+	// ServeRestartEvery restarts an exec-serve guard after every N checks (0: never).
+	ServeRestartEvery int
 	// Progress, when set, is called after each cell.
 	Progress func(done, total int, c Cell)
 	Logger   *slog.Logger
@@ -98,9 +114,15 @@ type Cell struct {
 	Unscored       int `json:"unscored"`
 	// SplitBrainCorrupt: in wal-unlink, corrupt verdicts after the reset (unscored).
 	SplitBrainCorrupt int `json:"split_brain_corrupt,omitempty"`
-	// Backups the strategy wrote (plain copies in the board directory) and what a clean check
-	// found in them.
+	// GuardErrors: checks whose guard answered outside the contract (exec: an exit status other
+	// than 0-3; exec-serve: no answer, or one that is not a verdict).
+	GuardErrors int `json:"guard_errors"`
+	// Backups the strategy wrote in the board directory (kanban.db.corrupt.*.bak, counted by
+	// watching the directory as they appear), how many it pruned again, how many are left, their
+	// bytes with companions, and what a clean check found in them.
 	BackupsWritten int     `json:"backups_written"`
+	BackupsPruned  int     `json:"backups_pruned"`
+	BackupsLeft    int     `json:"backups_left"`
 	BackupBytes    int64   `json:"backup_bytes"`
 	BackupsChecked int     `json:"backups_checked"`
 	BackupsCorrupt int     `json:"backups_corrupt"`
@@ -111,9 +133,29 @@ type Cell struct {
 	LostCommits   int      `json:"lost_commits"`
 	LostSample    []string `json:"lost_sample,omitempty"`
 	Checkpoints   int      `json:"checkpoints"`
-	// Time from the start of a check to its final verdict.
-	P50ms float64 `json:"p50_ms"`
-	P99ms float64 `json:"p99_ms"`
+	// WriterErrors counts the writers that failed, by error code ("SQLITE_CORRUPT_INDEX (779)").
+	WriterErrors map[string]int `json:"writer_errors,omitempty"`
+	// GuardDamage counts the signs that the strategy damaged the board: in a cell with no
+	// injection the truth fails, commits are lost or a writer dies with a corruption code; in an
+	// injection cell the truth names damage past what was injected, or commits are lost.
+	GuardDamage       int      `json:"guard_damage"`
+	GuardDamageDetail []string `json:"guard_damage_detail,omitempty"`
+	// Repaired: in an injection cell, a clean-process integrity_check said ok after the injection
+	// and the final truth is healthy; RepairLatencyMs runs from the injection's commit to the start
+	// of that first ok check.
+	Repaired        bool    `json:"repaired"`
+	RepairLatencyMs float64 `json:"repair_latency_ms,omitempty"`
+	// EventMs is when the mid-run event started, in ms from the cell's start (0: none).
+	EventMs float64 `json:"event_ms,omitempty"`
+	// Time from the start of a check to its final verdict; GuardP50ms/GuardP99ms the guard's own
+	// time without process start (exec-serve: the checks that did not start the guard process;
+	// exec: the whole process, which cannot be told apart; built-in strategies: the check).
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	GuardP50ms float64 `json:"guard_p50_ms"`
+	GuardP99ms float64 `json:"guard_p99_ms"`
+	// GuardStarts counts the exec-serve guard processes started in the cell.
+	GuardStarts int `json:"guard_starts,omitempty"`
 	// Ground truth: a clean-process integrity_check once the writers stopped.
 	TruthOK     bool     `json:"truth_integrity_ok"`
 	TruthDetail string   `json:"truth_detail,omitempty"`
@@ -141,9 +183,28 @@ type Result struct {
 	Strategies      []string `json:"strategies"`
 	Dir             string   `json:"dir,omitempty"`
 	Cells           []Cell   `json:"cells"`
-	Seconds         float64  `json:"seconds"`
+	// Checks holds one record per check of every cell, in order (see CheckRecord).
+	Checks  []CheckRecord `json:"checks,omitempty"`
+	Seconds float64       `json:"seconds"`
 	// CI is filled by CI (the --ci rules): whether they passed and which cells broke them.
 	CI *CIReport `json:"ci,omitempty"`
+}
+
+// CheckRecord is one check as the harness saw it: times in ms from the cell's start, the verdict
+// (healthy, corrupt, inconclusive or error), the guard's exit status (exec:; -1 otherwise), the
+// backups that appeared in the board directory while it ran, and the guard's message.
+type CheckRecord struct {
+	Cell    string  `json:"cell"`
+	N       int     `json:"n"`
+	StartMs float64 `json:"start_ms"`
+	EndMs   float64 `json:"end_ms"`
+	GuardMs float64 `json:"guard_ms"`
+	Verdict string  `json:"verdict"`
+	Exit    int     `json:"exit"`
+	Backups int     `json:"backups"`
+	Message string  `json:"message,omitempty"`
+	// Spawn: this check started the exec-serve guard process (its time includes process start).
+	Spawn bool `json:"spawn,omitempty"`
 }
 
 // CIReport is the outcome of the --ci rules.
@@ -190,6 +251,9 @@ func (o *Options) normalize() (schedule, error) {
 	}
 	if o.Writers < 1 || o.Writers > 32 {
 		return schedule{}, fmt.Errorf("%w: writers %d: want 1 to 32", ErrUsage, o.Writers)
+	}
+	if o.ServeRestartEvery < 0 {
+		return schedule{}, fmt.Errorf("%w: serve-restart-every %d: want 0 (never) or more", ErrUsage, o.ServeRestartEvery)
 	}
 	if o.Tasks == 0 {
 		o.Tasks = 1000
@@ -241,6 +305,12 @@ func (o *Options) normalize() (schedule, error) {
 }
 
 func validStrategy(s string) error {
+	if cmd, ok := strings.CutPrefix(s, ServePrefix); ok {
+		if strings.TrimSpace(cmd) == "" {
+			return fmt.Errorf("%w: strategy %q: exec-serve: needs a command, e.g. exec-serve:'./guard --serve'", ErrUsage, s)
+		}
+		return nil
+	}
 	if cmd, ok := strings.CutPrefix(s, ExecPrefix); ok {
 		if strings.TrimSpace(cmd) == "" {
 			return fmt.Errorf("%w: strategy %q: exec: needs a command, e.g. exec:'./guard {db}'", ErrUsage, s)
@@ -251,7 +321,7 @@ func validStrategy(s string) error {
 		return fmt.Errorf("%w: strategy doctor: the probe package is not compiled into this build", ErrUsage)
 	}
 	if !slices.Contains([]string{Legacy, Retry, SameConn, Doctor}, s) {
-		return fmt.Errorf("%w: strategy %q: want legacy, retry, same-conn, doctor or exec:CMD", ErrUsage, s)
+		return fmt.Errorf("%w: strategy %q: want legacy, retry, same-conn, doctor, exec:CMD or exec-serve:CMD", ErrUsage, s)
 	}
 	return nil
 }
@@ -305,12 +375,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 			seed := o.Seed + uint64(si)*1000 + uint64(gi)
 			cdir := filepath.Join(dir, "cells", fmt.Sprintf("%02d-%s-%02d", si, sc, gi))
-			c := runCell(ctx, cellSpec{scenario: sc, strategy: st, dir: cdir, template: template, seed: seed,
+			c, checks := runCell(ctx, cellSpec{scenario: sc, strategy: st, dir: cdir, template: template, seed: seed,
 				opts: &o, sch: sch})
 			if ctx.Err() != nil {
 				return res, ctx.Err()
 			}
 			res.Cells = append(res.Cells, c)
+			res.Checks = append(res.Checks, checks...)
 			n++
 			if o.Progress != nil {
 				o.Progress(n, total, c)
@@ -354,8 +425,9 @@ func percentile(ds []time.Duration, p float64) float64 {
 
 // CI applies the --ci rules to res and returns the failures (each names a cell), also stored in
 // res.CI: legacy must show a false positive in lock-drop and immutable (the harness still
-// reproduces the bug), every strategy none in clean, doctor none anywhere and no false negative in
-// injected.
+// reproduces the bug), every strategy none in clean and no damage to any board (guard_damage),
+// no writer may fail in clean, doctor shows no false positive anywhere and no false negative in
+// injected and index-desync.
 func CI(res *Result) []string {
 	var fail []string
 	find := func(sc, st string) (Cell, bool) {
@@ -386,10 +458,16 @@ func CI(res *Result) []string {
 		if c.Strategy == Doctor && c.Scenario != Clean && c.FalsePositives > 0 {
 			fail = append(fail, fmt.Sprintf("%s: %d false positives", c.Name(), c.FalsePositives))
 		}
-		if c.Strategy == Doctor && c.Scenario == Injected && c.FalseNegatives > 0 {
+		if c.GuardDamage > 0 {
+			fail = append(fail, fmt.Sprintf("%s: the strategy damaged the board (%s)", c.Name(), strings.Join(c.GuardDamageDetail, "; ")))
+		}
+		if c.Scenario == Clean && len(c.WriterErrors) > 0 {
+			fail = append(fail, fmt.Sprintf("%s: writers failed in the control: %v", c.Name(), c.WriterErrors))
+		}
+		if c.Strategy == Doctor && injects(c.Scenario) && c.FalseNegatives > 0 {
 			fail = append(fail, fmt.Sprintf("%s: %d false negatives (injected damage not reported)", c.Name(), c.FalseNegatives))
 		}
-		if c.Strategy == Doctor && c.Scenario == Injected && c.CorruptVerdicts-c.FalsePositives == 0 {
+		if c.Strategy == Doctor && injects(c.Scenario) && c.CorruptVerdicts-c.FalsePositives == 0 {
 			fail = append(fail, fmt.Sprintf("%s: no check saw the injected damage (cell too short?)", c.Name()))
 		}
 		if c.Scenario == Clean && !c.TruthOK {
@@ -401,6 +479,9 @@ func CI(res *Result) []string {
 	}
 	if _, ok := find(Injected, Doctor); !ok {
 		fail = append(fail, "injected/doctor: not run")
+	}
+	if _, ok := find(IndexDesync, Doctor); !ok && slices.Contains(res.Scenarios, IndexDesync) {
+		fail = append(fail, "index-desync/doctor: not run")
 	}
 	res.CI = &CIReport{Passed: len(fail) == 0, Failures: append([]string{}, fail...)}
 	return fail

@@ -3,6 +3,7 @@ package repro
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -39,7 +40,7 @@ func TestScoreAgainstGroundTruth(t *testing.T) {
 			if tc.scenario == Injected || tc.scenario == WALUnlink {
 				s0, s1 = ev0, ev1
 			}
-			score(&c, tc.recs, s0, s1)
+			score(&c, tc.recs, s0, s1, time.Time{})
 			if c.FalsePositives != tc.fp || c.FalseNegatives != tc.fn || c.Unscored != tc.uns || c.Checks != tc.checks {
 				t.Errorf("got fp=%d fn=%d unscored=%d checks=%d, want fp=%d fn=%d unscored=%d checks=%d",
 					c.FalsePositives, c.FalseNegatives, c.Unscored, c.Checks, tc.fp, tc.fn, tc.uns, tc.checks)
@@ -91,11 +92,11 @@ func TestCIRulesOnSyntheticMatrices(t *testing.T) {
 		var r Result
 		for _, sc := range Scenarios {
 			for _, st := range []string{Legacy, Doctor, ExecPrefix + "guard {db}"} {
-				c := Cell{Scenario: sc, Strategy: st, Checks: 10, TruthOK: sc != Injected}
+				c := Cell{Scenario: sc, Strategy: st, Checks: 10, TruthOK: !injects(sc)}
 				if st == Legacy && (sc == LockDrop || sc == Immutable) {
 					c.FalsePositives = 3
 				}
-				if sc == Injected {
+				if injects(sc) {
 					c.CorruptVerdicts = 5
 				}
 				r.Cells = append(r.Cells, c)
@@ -138,5 +139,55 @@ func TestCIRulesOnSyntheticMatrices(t *testing.T) {
 				t.Fatalf("failures %q, want one naming %q", fails, tc.want)
 			}
 		})
+	}
+}
+
+// TestWriterErrorCodes: a writer's error is counted by the last SQLite code in it, and only
+// primary codes 11 and 26 are corruption.
+func TestWriterErrorCodes(t *testing.T) {
+	for msg, want := range map[string]string{
+		"writer 0: exit status 8: writer w0: database disk image is malformed (11)": "SQLITE_CORRUPT (11)",
+		"writer 1: exit status 8: writer w1: index corruption (779)":                "SQLITE_CORRUPT_INDEX (779)",
+		"writer 2: exit status 8: writer w2: file is not a database (26)":           "SQLITE_NOTADB (26)",
+		"writer 2: exit status 8: writer w2: disk I/O error (4874)":                 "SQLITE_10 (4874)",
+		"writer 0: killed after 10s":                                                "killed",
+		"writer 0: exit status 8: boom":                                             "other",
+	} {
+		if got := errorCode(msg); got != want {
+			t.Errorf("errorCode(%q) = %q, want %q", msg, got, want)
+		}
+	}
+	for code, want := range map[string]bool{"SQLITE_CORRUPT (11)": true, "SQLITE_CORRUPT_INDEX (779)": true, "SQLITE_NOTADB (26)": true,
+		"SQLITE_BUSY (5)": false, "SQLITE_10 (4874)": false, "killed": false} {
+		if got := corruptionCode(code); got != want {
+			t.Errorf("corruptionCode(%q) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// TestGrownDamage: index-only findings on a damaged index and findings seen right after the
+// injection are explained; anything else is damage past the injection.
+func TestGrownDamage(t *testing.T) {
+	damaged := []string{"idx_tasks_status", "idx_links_child"}
+	base := []string{"Tree 20 page 20: btreeInitPage() returns error code 11"}
+	lines := []string{"row 5 missing from index idx_tasks_status", "wrong # of entries in index idx_links_child",
+		"Tree 20 page 20: btreeInitPage() returns error code 11", "row 9 missing from index idx_tasks_claim", "Page 204: never used"}
+	got := grownDamage(lines, damaged, base)
+	if want := []string{"row 9 missing from index idx_tasks_claim", "Page 204: never used"}; !slices.Equal(got, want) {
+		t.Errorf("grownDamage = %q, want %q", got, want)
+	}
+}
+
+// TestParseServeAnswer: JSON answers and bare words; anything else is refused.
+func TestParseServeAnswer(t *testing.T) {
+	for line, want := range map[string]string{
+		`{"verdict":"healthy","message":"ok"}`: verdictOK, `{"verdict":"corrupt","message":"row 3 missing"}`: verdictCorrupt,
+		"inconclusive": verdictInconclusive, " healthy \r": verdictOK, "corrupt": verdictCorrupt,
+		"ok": "", `{"verdict":"fine"}`: "", `{"verdict":`: "", "": "",
+	} {
+		got, _, err := parseAnswer(line)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("parseAnswer(%q) = %q, %v; want %q", line, got, err, want)
+		}
 	}
 }

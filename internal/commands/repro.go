@@ -1,13 +1,18 @@
 package commands
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kanban-doctor/kanban-doctor/internal/atomicfile"
 	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
 	"github.com/kanban-doctor/kanban-doctor/reports"
 	"github.com/kanban-doctor/kanban-doctor/repro"
@@ -22,10 +27,14 @@ func reproCommand() *cli.Command {
 			"scenario and checks with the strategy, then a clean-process integrity_check and the writers' ledgers as\n" +
 			"ground truth. Prints the matrix; removes the directory unless --keep or --dir.\n" +
 			"Scenarios: " + strings.Join(repro.Scenarios, ", ") + ".\n" +
-			"Strategies: legacy, retry, same-conn, doctor, and exec:CMD (CMD run by sh, {db} replaced by the\n" +
-			"database path; exit 0 = healthy, anything else = corrupt).\n" +
+			"Strategies: legacy, retry, same-conn, doctor, exec:CMD (CMD run by sh per check, {db} replaced by the\n" +
+			"database path; exit 0 = healthy, 1 or 2 = corrupt, 3 = inconclusive, anything else = a guard error) and\n" +
+			"exec-serve:CMD (one guard process per cell; one {\"db\",\"check\"} JSON request per line on stdin, one\n" +
+			"{\"verdict\",\"message\"} line or the bare word healthy|corrupt|inconclusive back). Guards get\n" +
+			"KANBAN_DOCTOR_SCENARIO, KANBAN_DOCTOR_SEED, KANBAN_DOCTOR_DB and KANBAN_DOCTOR_BOARD_DIR.\n" +
 			"With --ci: exit 0 only if legacy shows a false positive in lock-drop and immutable, no strategy shows\n" +
-			"one in clean, and doctor shows none anywhere and no false negative in injected; else exit 2.",
+			"one in clean or damages a board (guard_damage), no writer fails in clean, and doctor shows no false\n" +
+			"positive anywhere and no false negative in injected and index-desync; else exit 2.",
 		Flags: []cli.Flag{
 			jsonFlag,
 			&cli.BoolFlag{Name: "ci", Usage: "apply the CI rules; exit 2 naming the failing cell"},
@@ -39,6 +48,9 @@ func reproCommand() *cli.Command {
 			&cli.IntFlag{Name: "tasks", Value: 1000, Usage: "tasks in the generated board"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the temporary directory (boards, ledgers, backups)"},
 			&cli.StringFlag{Name: "dir", Usage: "work in this (new or empty) directory and keep it"},
+			&cli.IntFlag{Name: "serve-restart-every", Usage: "restart an exec-serve guard after every N checks (0: never)"},
+			&cli.StringFlag{Name: "junit", Usage: "also write JUnit XML to this file (one test case per cell, the --ci failures as <failure>)"},
+			&cli.StringFlag{Name: "checks", Usage: "also write every check's record to this file, one JSON object per line"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
@@ -49,10 +61,10 @@ func reproCommand() *cli.Command {
 				scenarios = append(scenarios, splitList(s)...)
 			}
 			strategies := c.Generic("strategy").(*listValue).items
-			// exec: strategies may contain commas; only built-in names are split.
+			// exec: and exec-serve: strategies may contain commas; only built-in names are split.
 			var st []string
 			for _, s := range strategies {
-				if strings.HasPrefix(s, repro.ExecPrefix) {
+				if strings.HasPrefix(s, repro.ExecPrefix) || strings.HasPrefix(s, repro.ServePrefix) {
 					st = append(st, s)
 				} else {
 					st = append(st, splitList(s)...)
@@ -61,7 +73,17 @@ func reproCommand() *cli.Command {
 			opts := repro.Options{Dir: c.String("dir"), Keep: c.Bool("keep"), Duration: c.Duration("duration"),
 				Seed: c.Uint64("seed"), Writers: c.Int("writers"), Tasks: c.Int("tasks"),
 				Checkpoint: c.String("checkpoint"), CheckpointEvery: c.String("checkpoint-every"),
-				Scenarios: scenarios, Strategies: st}
+				Scenarios: scenarios, Strategies: st, ServeRestartEvery: c.Int("serve-restart-every")}
+			if opts.ServeRestartEvery < 0 {
+				return exitcode.Errorf(exitcode.Usage, "--serve-restart-every must be 0 or more")
+			}
+			for _, f := range []string{"junit", "checks"} {
+				if p := c.String(f); p != "" {
+					if err := writableDir(p); err != nil {
+						return exitcode.Errorf(exitcode.Usage, "--%s %s: %v", f, p, err)
+					}
+				}
+			}
 			if opts.Duration <= 0 {
 				return exitcode.Errorf(exitcode.Usage, "--duration must be positive")
 			}
@@ -99,6 +121,24 @@ func reproCommand() *cli.Command {
 			if c.Bool("ci") {
 				fails = repro.CI(&res)
 			}
+			if p := c.String("junit"); p != "" {
+				if err := writeFileWith(p, func(w io.Writer) error { return repro.WriteJUnit(w, res) }); err != nil {
+					return exitcode.Errorf(exitcode.Operational, "write --junit %s: %v", p, err)
+				}
+			}
+			if p := c.String("checks"); p != "" {
+				if err := writeFileWith(p, func(w io.Writer) error {
+					enc := json.NewEncoder(w)
+					for _, r := range res.Checks {
+						if err := enc.Encode(r); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					return exitcode.Errorf(exitcode.Operational, "write --checks %s: %v", p, err)
+				}
+			}
 			if c.Bool("json") {
 				if err := reports.JSON(c.App.Writer, "repro", res); err != nil {
 					return exitcode.Wrap(exitcode.Operational, err)
@@ -112,6 +152,23 @@ func reproCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// writableDir checks, before a run starts, that the directory a report file goes to exists.
+func writableDir(p string) error {
+	fi, err := os.Stat(filepath.Dir(p))
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", filepath.Dir(p))
+	}
+	return nil
+}
+
+// writeFileWith writes a report file atomically.
+func writeFileWith(p string, f func(io.Writer) error) error {
+	return atomicfile.WriteFrom(p, 0o644, f)
 }
 
 func splitList(s string) []string {
