@@ -818,3 +818,44 @@ func TestWithoutRowidLeafZeroed(t *testing.T) {
 		t.Errorf("wr has %d rows, want %d", n, 2000-onPage)
 	}
 }
+
+// TestDamagedSchemaName: sqlite_schema's name column of a table no longer matches its CREATE
+// text. Repair used to stop (exit 8, "read shape of ...: no rows"); now the table is found by its
+// root page, written as recovered_table_<rootpage>, every row kept.
+func TestDamagedSchemaName(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("sqlite3 CLI absent")
+	}
+	db := filepath.Join(t.TempDir(), "generic.db")
+	script := `CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<500) INSERT INTO notes SELECT i, 'note '||i FROM c;
+CREATE TABLE keep(k TEXT);
+INSERT INTO keep VALUES ('a'),('b');
+PRAGMA writable_schema=ON;
+UPDATE sqlite_schema SET name='no'||char(1)||'tes' WHERE name='notes';`
+	if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
+		t.Fatalf("build db: %v: %s", err, out)
+	}
+	var root int
+	if out, err := exec.Command("sqlite3", db, "PRAGMA writable_schema=ON; SELECT rootpage FROM sqlite_schema WHERE tbl_name='notes'").Output(); err != nil {
+		t.Fatal(err)
+	} else if _, err := fmt.Sscan(string(out), &root); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if _, err := Repair(context.Background(), board.New("generic.db", db), Options{Out: out, Static: true}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := sqlitex.Open(out, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var n, k int
+	if err := h.QueryRow(fmt.Sprintf("SELECT count(*) FROM recovered_table_%d", root)).Scan(&n); err != nil || n != 500 {
+		t.Fatalf("recovered_table_%d: %d rows (%v), want 500", root, n, err)
+	}
+	if err := h.QueryRow("SELECT count(*) FROM keep").Scan(&k); err != nil || k != 2 {
+		t.Fatalf("keep: %d rows (%v), want 2", k, err)
+	}
+}

@@ -244,11 +244,22 @@ func (s *salvager) createTables(ctx context.Context) error {
 			return fmt.Errorf("prepare output %s: %s: %w", s.dst, q, err)
 		}
 	}
-	for _, o := range s.objs {
+	for i, o := range s.objs {
 		if o.Type != "table" || strings.HasPrefix(o.Name, "sqlite_") || o.SQL == "" {
 			continue
 		}
-		if _, err := s.out.ExecContext(ctx, o.SQL); err != nil {
+		before, err := s.mainTables(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := s.out.ExecContext(ctx, o.SQL); err == nil {
+			// sqlite_schema's name column may be damaged or disagree with the CREATE text: the
+			// table is then known only by its root page.
+			if o, err = s.nameByRoot(ctx, o, before); err != nil {
+				return err
+			}
+			s.objs[i] = o
+		} else {
 			if strings.Contains(err.Error(), "already exists") {
 				// A virtual table's shadow table, made when the virtual table was created.
 				s.notes = append(s.notes, fmt.Sprintf("table %s already made by a virtual table: rows copied into it", o.Name))
@@ -272,6 +283,53 @@ func (s *salvager) createTables(ctx context.Context) error {
 		return fmt.Errorf("%w: no table could be read from the schema", ErrUnrecoverable)
 	}
 	return nil
+}
+
+// mainTables lists the tables the output holds now.
+func (s *salvager) mainTables(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.out.QueryContext(ctx, "SELECT name FROM pragma_table_list WHERE schema='main'")
+	if err != nil {
+		return nil, fmt.Errorf("list tables of output %s: %w", s.dst, err)
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list tables of output %s: %w", s.dst, err)
+		}
+		names[n] = true
+	}
+	return names, rows.Err()
+}
+
+// nameByRoot checks that the table o's CREATE text just made is named as sqlite_schema says.
+// When it is not (a damaged name column, or a CREATE text naming another table), the new table
+// is renamed recovered_table_<rootpage> and its rows are found by its root page.
+func (s *salvager) nameByRoot(ctx context.Context, o schemaObj, before map[string]bool) (schemaObj, error) {
+	after, err := s.mainTables(ctx)
+	if err != nil {
+		return o, err
+	}
+	if after[o.Name] && !before[o.Name] {
+		return o, nil
+	}
+	var made []string
+	for n := range after {
+		if !before[n] {
+			made = append(made, n)
+		}
+	}
+	if len(made) != 1 {
+		return o, nil
+	}
+	name := fmt.Sprintf("recovered_table_%d", o.Root)
+	if _, err := s.out.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s RENAME TO %s", quote(made[0]), quote(name))); err != nil {
+		return o, fmt.Errorf("rename table of root page %d in output %s: %w", o.Root, s.dst, err)
+	}
+	s.notes = append(s.notes, fmt.Sprintf("table on root page %d: sqlite_schema names it %q, its CREATE text %q: written as %s", o.Root, o.Name, made[0], name))
+	o.Name = name
+	return o, nil
 }
 
 func (s *salvager) tableShape(ctx context.Context, o schemaObj) (*tableInfo, error) {
