@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -770,6 +771,9 @@ func (s *salvager) finish(ctx context.Context) error {
 		}
 		s.out.ExecContext(ctx, "UPDATE sqlite_sequence SET seq=max(seq, ?2) WHERE name=?1", sq[0], sq[1])
 	}
+	if err := s.rebuildFTS(ctx); err != nil {
+		return err
+	}
 	for _, typ := range []string{"index", "trigger", "view"} {
 		for _, o := range s.objs {
 			if o.Type != typ || o.SQL == "" || strings.HasPrefix(o.Name, "sqlite_") {
@@ -782,6 +786,48 @@ func (s *salvager) finish(ctx context.Context) error {
 				s.notes = append(s.notes, fmt.Sprintf("%s %s: cannot be created on the salvaged rows (%v): left out", typ, o.Name, err))
 			}
 		}
+	}
+	return nil
+}
+
+// vtabModule matches the module a CREATE VIRTUAL TABLE statement names.
+var vtabModule = regexp.MustCompile(`(?is)^\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+(\w+)`)
+
+// rebuildFTS builds every full-text index afresh from its content (its own _content shadow
+// table, or the external content table) instead of keeping the copied index: an index page lost
+// or damaged in the source would otherwise leave rows that search cannot find, and shadow
+// tables whose pages were walked need not agree with each other.
+func (s *salvager) rebuildFTS(ctx context.Context) error {
+	for _, o := range s.objs {
+		if o.Type != "table" || o.SQL == "" {
+			continue
+		}
+		m := vtabModule.FindStringSubmatch(o.SQL)
+		if m == nil {
+			continue
+		}
+		switch strings.ToLower(m[1]) {
+		case "fts3", "fts4", "fts5":
+		default:
+			continue
+		}
+		q := fmt.Sprintf("INSERT INTO %s(%s) VALUES('rebuild')", quote(o.Name), quote(o.Name))
+		if _, err := s.out.ExecContext(ctx, q); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.notes = append(s.notes, fmt.Sprintf("%s table %s: index cannot be rebuilt (%v): the copied index is kept", m[1], o.Name, err))
+			continue
+		}
+		// The fresh index must agree with its content before anything is published.
+		check := fmt.Sprintf("INSERT INTO %s(%s) VALUES('integrity-check')", quote(o.Name), quote(o.Name))
+		if strings.EqualFold(m[1], "fts5") {
+			check = fmt.Sprintf("INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)", quote(o.Name), quote(o.Name))
+		}
+		if _, err := s.out.ExecContext(ctx, check); err != nil {
+			return fmt.Errorf("%s table %s in output %s: rebuilt index fails its integrity-check: %w", m[1], o.Name, s.dst, err)
+		}
+		s.notes = append(s.notes, fmt.Sprintf("%s table %s: index rebuilt from its content, integrity-check ok", m[1], o.Name))
 	}
 	return nil
 }
