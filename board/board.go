@@ -151,6 +151,10 @@ func Discover(path string, opts Options) ([]Board, error) {
 		return nil, pathError(path, err)
 	}
 	if fi.Mode().IsRegular() {
+		if filepath.Base(abs) != DBName {
+			// Any other SQLite database (hermes' state.db, say) is named by its file name.
+			return []Board{New(filepath.Base(abs), abs)}, nil
+		}
 		return []Board{New(NameFor(filepath.Dir(abs)), abs)}, nil
 	}
 	if !fi.IsDir() {

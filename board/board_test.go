@@ -150,6 +150,14 @@ func TestDiscoverBoardPaths(t *testing.T) {
 			}
 		})
 	}
+	// Any database not named kanban.db (hermes' state.db) is named by its file name.
+	state := filepath.Join(root, "state.db")
+	if err := os.WriteFile(state, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if bs, err := Discover(state, Options{}); err != nil || len(bs) != 1 || bs[0].Name != "state.db" {
+		t.Fatalf("state.db: got %+v, %v; want one board \"state.db\"", bs, err)
+	}
 	// A symlink to a DB is followed: SQLite keeps -wal/-shm beside the target.
 	link := filepath.Join(t.TempDir(), "link.db")
 	if err := os.Symlink(filepath.Join(alphaDir, "kanban.db"), link); err != nil {

@@ -818,3 +818,123 @@ func TestWithoutRowidLeafZeroed(t *testing.T) {
 		t.Errorf("wr has %d rows, want %d", n, 2000-onPage)
 	}
 }
+
+// TestDamagedSchemaName: sqlite_schema's name column of a table no longer matches its CREATE
+// text. Repair used to stop (exit 8, "read shape of ...: no rows"); now the table is found by its
+// root page, written as recovered_table_<rootpage>, every row kept.
+func TestDamagedSchemaName(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("sqlite3 CLI absent")
+	}
+	db := filepath.Join(t.TempDir(), "generic.db")
+	script := `CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<500) INSERT INTO notes SELECT i, 'note '||i FROM c;
+CREATE TABLE keep(k TEXT);
+INSERT INTO keep VALUES ('a'),('b');
+PRAGMA writable_schema=ON;
+UPDATE sqlite_schema SET name='no'||char(1)||'tes' WHERE name='notes';`
+	if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
+		t.Fatalf("build db: %v: %s", err, out)
+	}
+	var root int
+	if out, err := exec.Command("sqlite3", db, "PRAGMA writable_schema=ON; SELECT rootpage FROM sqlite_schema WHERE tbl_name='notes'").Output(); err != nil {
+		t.Fatal(err)
+	} else if _, err := fmt.Sscan(string(out), &root); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if _, err := Repair(context.Background(), board.New("generic.db", db), Options{Out: out, Static: true}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := sqlitex.Open(out, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var n, k int
+	if err := h.QueryRow(fmt.Sprintf("SELECT count(*) FROM recovered_table_%d", root)).Scan(&n); err != nil || n != 500 {
+		t.Fatalf("recovered_table_%d: %d rows (%v), want 500", root, n, err)
+	}
+	if err := h.QueryRow("SELECT count(*) FROM keep").Scan(&k); err != nil || k != 2 {
+		t.Fatalf("keep: %d rows (%v), want 2", k, err)
+	}
+}
+
+// TestStateDBSearchAgrees is a hermes state.db in small: sessions, messages and an
+// external-content FTS5 index kept by triggers. One messages leaf and one index leaf are zeroed.
+// The repaired copy's index is rebuilt from the recovered messages, so full-text search finds,
+// term by term, exactly the messages that contain the term.
+func TestStateDBSearchAgrees(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("sqlite3 CLI absent")
+	}
+	db := filepath.Join(t.TempDir(), "state.db")
+	script := `PRAGMA journal_mode=WAL;
+CREATE TABLE sessions(id TEXT PRIMARY KEY, started REAL);
+CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT REFERENCES sessions(id), role TEXT, content TEXT);
+CREATE VIRTUAL TABLE messages_fts USING fts5(content, content=messages, content_rowid=id);
+CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;
+CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<50) INSERT INTO sessions SELECT 's'||i, i FROM c;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<3000)
+INSERT INTO messages(session_id, role, content) SELECT 's'||(i%50+1), 'user', 'word'||(i%7)||' term'||(i%13)||' alpha'||(i%29)||' '||hex(randomblob(8)) FROM c;
+PRAGMA wal_checkpoint(TRUNCATE);`
+	if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
+		t.Fatalf("build state.db: %v: %s", err, out)
+	}
+	leaf := func(name string) int {
+		out, err := exec.Command("sqlite3", db, fmt.Sprintf("SELECT pageno FROM dbstat WHERE name='%s' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 2", name)).Output()
+		var p int
+		if err == nil {
+			_, err = fmt.Sscan(string(out), &p)
+		}
+		if err != nil {
+			t.Skipf("dbstat unavailable: %v", err)
+		}
+		return p
+	}
+	msgLeaf, ftsLeaf := leaf("messages"), leaf("messages_fts_data")
+	zeroPage(t, db, fmt.Sprintf("SELECT %d", msgLeaf))
+	zeroPage(t, db, fmt.Sprintf("SELECT %d", ftsLeaf))
+	out := filepath.Join(t.TempDir(), "out.db")
+	res, err := Repair(context.Background(), board.New("state.db", db), Options{Out: out, Static: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sqlitex.Open(out, sqlitex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var kept int
+	if err := h.QueryRow("SELECT count(*) FROM messages").Scan(&kept); err != nil || kept == 0 || kept >= 3000 {
+		t.Fatalf("messages kept: %d (%v), want some lost to the zeroed leaf and the rest kept", kept, err)
+	}
+	if o, err := exec.Command("sqlite3", out, "INSERT INTO messages_fts(messages_fts, rank) VALUES('integrity-check', 1)").CombinedOutput(); err != nil {
+		t.Fatalf("fts5 integrity-check on the output: %v: %s", err, o)
+	}
+	ids := func(q string, arg any) []int64 {
+		rows, err := h.Query(q, arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var r []int64
+		for rows.Next() {
+			var id int64
+			rows.Scan(&id)
+			r = append(r, id)
+		}
+		return r
+	}
+	terms := 0
+	for _, term := range []string{"word0", "word3", "term5", "term12", "alpha0", "alpha17", "alpha28"} {
+		want := ids("SELECT id FROM messages WHERE (' '||content||' ') LIKE '% '||?||' %' ORDER BY id", term)
+		got := ids("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid", term)
+		if len(want) == 0 || !reflect.DeepEqual(got, want) {
+			t.Errorf("term %s: search finds %d rows, %d messages contain it", term, len(got), len(want))
+		}
+		terms++
+	}
+	t.Logf("pages %d (messages) and %d (fts) zeroed: %d of 3000 messages kept, %d terms agree; notes %v", msgLeaf, ftsLeaf, kept, terms, res.Notes)
+}

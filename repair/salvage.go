@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -244,11 +245,22 @@ func (s *salvager) createTables(ctx context.Context) error {
 			return fmt.Errorf("prepare output %s: %s: %w", s.dst, q, err)
 		}
 	}
-	for _, o := range s.objs {
+	for i, o := range s.objs {
 		if o.Type != "table" || strings.HasPrefix(o.Name, "sqlite_") || o.SQL == "" {
 			continue
 		}
-		if _, err := s.out.ExecContext(ctx, o.SQL); err != nil {
+		before, err := s.mainTables(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := s.out.ExecContext(ctx, o.SQL); err == nil {
+			// sqlite_schema's name column may be damaged or disagree with the CREATE text: the
+			// table is then known only by its root page.
+			if o, err = s.nameByRoot(ctx, o, before); err != nil {
+				return err
+			}
+			s.objs[i] = o
+		} else {
 			if strings.Contains(err.Error(), "already exists") {
 				// A virtual table's shadow table, made when the virtual table was created.
 				s.notes = append(s.notes, fmt.Sprintf("table %s already made by a virtual table: rows copied into it", o.Name))
@@ -272,6 +284,53 @@ func (s *salvager) createTables(ctx context.Context) error {
 		return fmt.Errorf("%w: no table could be read from the schema", ErrUnrecoverable)
 	}
 	return nil
+}
+
+// mainTables lists the tables the output holds now.
+func (s *salvager) mainTables(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.out.QueryContext(ctx, "SELECT name FROM pragma_table_list WHERE schema='main'")
+	if err != nil {
+		return nil, fmt.Errorf("list tables of output %s: %w", s.dst, err)
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list tables of output %s: %w", s.dst, err)
+		}
+		names[n] = true
+	}
+	return names, rows.Err()
+}
+
+// nameByRoot checks that the table o's CREATE text just made is named as sqlite_schema says.
+// When it is not (a damaged name column, or a CREATE text naming another table), the new table
+// is renamed recovered_table_<rootpage> and its rows are found by its root page.
+func (s *salvager) nameByRoot(ctx context.Context, o schemaObj, before map[string]bool) (schemaObj, error) {
+	after, err := s.mainTables(ctx)
+	if err != nil {
+		return o, err
+	}
+	if after[o.Name] && !before[o.Name] {
+		return o, nil
+	}
+	var made []string
+	for n := range after {
+		if !before[n] {
+			made = append(made, n)
+		}
+	}
+	if len(made) != 1 {
+		return o, nil
+	}
+	name := fmt.Sprintf("recovered_table_%d", o.Root)
+	if _, err := s.out.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s RENAME TO %s", quote(made[0]), quote(name))); err != nil {
+		return o, fmt.Errorf("rename table of root page %d in output %s: %w", o.Root, s.dst, err)
+	}
+	s.notes = append(s.notes, fmt.Sprintf("table on root page %d: sqlite_schema names it %q, its CREATE text %q: written as %s", o.Root, o.Name, made[0], name))
+	o.Name = name
+	return o, nil
 }
 
 func (s *salvager) tableShape(ctx context.Context, o schemaObj) (*tableInfo, error) {
@@ -712,6 +771,9 @@ func (s *salvager) finish(ctx context.Context) error {
 		}
 		s.out.ExecContext(ctx, "UPDATE sqlite_sequence SET seq=max(seq, ?2) WHERE name=?1", sq[0], sq[1])
 	}
+	if err := s.rebuildFTS(ctx); err != nil {
+		return err
+	}
 	for _, typ := range []string{"index", "trigger", "view"} {
 		for _, o := range s.objs {
 			if o.Type != typ || o.SQL == "" || strings.HasPrefix(o.Name, "sqlite_") {
@@ -724,6 +786,48 @@ func (s *salvager) finish(ctx context.Context) error {
 				s.notes = append(s.notes, fmt.Sprintf("%s %s: cannot be created on the salvaged rows (%v): left out", typ, o.Name, err))
 			}
 		}
+	}
+	return nil
+}
+
+// vtabModule matches the module a CREATE VIRTUAL TABLE statement names.
+var vtabModule = regexp.MustCompile(`(?is)^\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+(\w+)`)
+
+// rebuildFTS builds every full-text index afresh from its content (its own _content shadow
+// table, or the external content table) instead of keeping the copied index: an index page lost
+// or damaged in the source would otherwise leave rows that search cannot find, and shadow
+// tables whose pages were walked need not agree with each other.
+func (s *salvager) rebuildFTS(ctx context.Context) error {
+	for _, o := range s.objs {
+		if o.Type != "table" || o.SQL == "" {
+			continue
+		}
+		m := vtabModule.FindStringSubmatch(o.SQL)
+		if m == nil {
+			continue
+		}
+		switch strings.ToLower(m[1]) {
+		case "fts3", "fts4", "fts5":
+		default:
+			continue
+		}
+		q := fmt.Sprintf("INSERT INTO %s(%s) VALUES('rebuild')", quote(o.Name), quote(o.Name))
+		if _, err := s.out.ExecContext(ctx, q); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.notes = append(s.notes, fmt.Sprintf("%s table %s: index cannot be rebuilt (%v): the copied index is kept", m[1], o.Name, err))
+			continue
+		}
+		// The fresh index must agree with its content before anything is published.
+		check := fmt.Sprintf("INSERT INTO %s(%s) VALUES('integrity-check')", quote(o.Name), quote(o.Name))
+		if strings.EqualFold(m[1], "fts5") {
+			check = fmt.Sprintf("INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)", quote(o.Name), quote(o.Name))
+		}
+		if _, err := s.out.ExecContext(ctx, check); err != nil {
+			return fmt.Errorf("%s table %s in output %s: rebuilt index fails its integrity-check: %w", m[1], o.Name, s.dst, err)
+		}
+		s.notes = append(s.notes, fmt.Sprintf("%s table %s: index rebuilt from its content, integrity-check ok", m[1], o.Name))
 	}
 	return nil
 }
