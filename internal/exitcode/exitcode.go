@@ -79,8 +79,9 @@ func Of(err error) int {
 	return Operational
 }
 
-// Worst returns the most severe of the statuses, by the order OK < Warning < Inconclusive < Corrupt
-// for verdicts; Usage and Operational outrank them all because no verdict was reached for some input.
+// Worst returns the status a multi-input run exits with: a confirmed corruption on any input wins
+// over everything else (an alert on exit 2 must never miss a corrupt board because another input
+// failed); after it usage, then operational errors, then Inconclusive < Warning < OK.
 func Worst(codes ...int) int {
 	rank := func(c int) int {
 		switch c {
@@ -90,14 +91,14 @@ func Worst(codes ...int) int {
 			return 1
 		case Inconclusive:
 			return 2
-		case Corrupt:
-			return 3
 		case Operational:
-			return 4
+			return 3
 		case Usage:
+			return 4
+		case Corrupt:
 			return 5
 		}
-		return 4
+		return 3
 	}
 	w := OK
 	for _, c := range codes {
