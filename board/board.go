@@ -58,6 +58,20 @@ func New(name, dbPath string) Board {
 	}
 }
 
+// AwaitingDB reports whether the board is one hermes has made but not used yet: board.json in its
+// directory and no database file. That is a normal state, not an error: hermes creates kanban.db
+// on the board's first use. It only stats.
+func (b Board) AwaitingDB() bool {
+	if _, err := os.Lstat(b.DB); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(b.Dir, "board.json"))
+	return err == nil && !fi.IsDir()
+}
+
+// AwaitingDBNote is how every command describes such a board.
+const AwaitingDBNote = "no database yet (board.json only; hermes creates kanban.db on first use)"
+
 // StatFiles fills sizes and presence from stat calls only: no file is opened.
 func (b *Board) StatFiles() {
 	b.Exists, b.Size = statSize(b.DB)

@@ -280,3 +280,27 @@ func FuzzParseBackupName(f *testing.F) {
 		}
 	})
 }
+
+// A board hermes made but has not used (board.json, no kanban.db) is awaiting its DB; one with a
+// DB, or a missing DB without board.json, is not.
+func TestAwaitingDB(t *testing.T) {
+	root := hermesRoot(t)
+	bs, err := Discover(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, b := range bs {
+		got[b.Name] = b.AwaitingDB()
+	}
+	want := map[string]bool{"default": false, "alpha": false, "beta-2": true}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: AwaitingDB = %v, want %v", name, got[name], w)
+		}
+	}
+	lone := New("lone", filepath.Join(t.TempDir(), "kanban.db")) // neither file
+	if lone.AwaitingDB() {
+		t.Error("a board with neither kanban.db nor board.json is not awaiting its DB")
+	}
+}

@@ -78,6 +78,9 @@ type Board struct {
 	Verdict probe.Verdict `json:"verdict,omitempty"`
 	Check   *probe.Result `json:"check"`
 	Error   string        `json:"error,omitempty"`
+	// NoDatabase: board.json and no kanban.db yet (hermes creates it on first use). A normal
+	// state: no check, no error, exit 0 for this board; its backups are still inventoried.
+	NoDatabase bool `json:"no_database,omitempty"`
 
 	Backups  Backups  `json:"backups"`
 	Timeline Timeline `json:"timeline"`
@@ -148,9 +151,12 @@ func Build(ctx context.Context, boards []board.Board, o Options) (Report, error)
 		if err != nil {
 			return Report{}, err
 		}
-		if hb.Error != "" {
+		switch {
+		case hb.Error != "":
 			codes = append(codes, exitcode.Operational)
-		} else {
+		case hb.NoDatabase:
+			codes = append(codes, exitcode.OK)
+		default:
 			codes = append(codes, hb.Verdict.ExitCode())
 		}
 		rep.Boards = append(rep.Boards, hb)
@@ -186,7 +192,11 @@ func buildBoard(ctx context.Context, b board.Board, o Options, log *slog.Logger)
 		if ctx.Err() != nil {
 			return hb, fmt.Errorf("report %s: %w", b.Name, ctx.Err())
 		}
-		hb.Error = err.Error()
+		if b.AwaitingDB() {
+			hb.NoDatabase = true
+		} else {
+			hb.Error = err.Error()
+		}
 	} else {
 		if res.Findings == nil {
 			res.Findings = []probe.Finding{}

@@ -12,7 +12,16 @@ import (
 // BackupResult is the JSON body of the backup command.
 type BackupResult struct {
 	Backups []backup.Result `json:"backups"`
-	Errors  []string        `json:"errors,omitempty"`
+	// Skipped are boards with nothing to back up (board.json and no database yet).
+	Skipped []BackupSkip `json:"skipped,omitempty"`
+	Errors  []string     `json:"errors,omitempty"`
+}
+
+// BackupSkip is a board the backup command passed over, and why.
+type BackupSkip struct {
+	Board  string `json:"board"`
+	DB     string `json:"db"`
+	Reason string `json:"reason"`
 }
 
 // BackupText prints one block per backup written.

@@ -83,6 +83,9 @@ func ReportMarkdown(w io.Writer, r health.Report) error {
 	ew.printf("| exit status | %d |\n", r.ExitCode)
 	for _, b := range r.Boards {
 		verdict := "not checked"
+		if b.NoDatabase {
+			verdict = "no database yet"
+		}
 		if b.Check != nil {
 			verdict = string(b.Check.Verdict)
 			if b.Check.Class != "" {
@@ -93,7 +96,7 @@ func ReportMarkdown(w io.Writer, r health.Report) error {
 		ew.printf("| | |\n| --- | --- |\n")
 		ew.printf("| database | %s |\n", mdCode(b.DB))
 		ew.printf("| files | %s |\n", mdCell(filesLine(b)))
-		if b.Check != nil {
+		if b.Check != nil || b.NoDatabase {
 			ew.printf("| check | %s |\n", mdCell(verdictLine(b)))
 		}
 		if b.Error != "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/health"
 	"github.com/kanban-doctor/kanban-doctor/probe"
 )
@@ -75,6 +76,9 @@ func verdictColor(v probe.Verdict) string {
 
 // verdictLine is the one-line verdict of a board: "healthy (quick_check, 0 re-checks, 12ms)".
 func verdictLine(b health.Board) string {
+	if b.NoDatabase {
+		return board.AwaitingDBNote
+	}
 	if b.Check == nil {
 		return "not checked: " + b.Error
 	}

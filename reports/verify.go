@@ -6,14 +6,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/probe"
 )
 
 // VerifyBoard is one board of the verify command: the probe result, or the error that kept it
-// from being checked (missing, unreadable, empty file).
+// from being checked (missing, unreadable, empty file), or NoDatabase for a board hermes has made
+// but not used yet (board.json, no kanban.db: a normal state, exit 0).
 type VerifyBoard struct {
 	probe.Result
-	Error string `json:"error,omitempty"`
+	Error      string `json:"error,omitempty"`
+	NoDatabase bool   `json:"no_database,omitempty"`
 }
 
 // VerifyText prints one line per board (verdict, class, database, mode, time), then its findings,
@@ -36,6 +39,10 @@ func VerifyText(w io.Writer, boards []VerifyBoard) error {
 		r := vb.Result
 		if vb.Error != "" {
 			fmt.Fprintf(&b, "%s: error: %s\n", r.Name, vb.Error)
+			continue
+		}
+		if vb.NoDatabase {
+			fmt.Fprintf(&b, "%s: %s  %s\n", r.Name, board.AwaitingDBNote, r.DB)
 			continue
 		}
 		verdict := string(r.Verdict)

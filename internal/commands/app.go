@@ -91,3 +91,16 @@ func errAs(code int, err error) error {
 	}
 	return exitcode.Wrap(code, err)
 }
+
+// boardErrors ends a command that ran over several boards: every board's error on stderr, one
+// line each, and the exit status of the multi-board rule (exitcode.Worst: a corrupt board wins
+// over an error on another board). A lone error is returned for Run to print.
+func boardErrors(stderr io.Writer, status int, lines []string) error {
+	if len(lines) == 1 {
+		return exitcode.Errorf(status, "%s", lines[0])
+	}
+	for _, l := range lines {
+		fmt.Fprintf(stderr, "kanban-doctor: %s\n", oneLine(l))
+	}
+	return exitcode.Status(status)
+}

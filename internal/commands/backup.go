@@ -3,6 +3,8 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/kanban-doctor/kanban-doctor/board"
 	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
 	"github.com/kanban-doctor/kanban-doctor/internal/sqlitex"
+	"github.com/kanban-doctor/kanban-doctor/probe"
 	"github.com/kanban-doctor/kanban-doctor/reports"
 )
 
@@ -49,21 +52,37 @@ func backupCommand() *cli.Command {
 			}
 			o := backup.Options{Out: c.String("out"), Compact: c.Bool("compact"), Keep: c.Int("keep"), BusyTimeout: c.Int("busy-timeout"), DryRun: c.Bool("dry-run")}
 			if len(boards) > 1 && o.Out != "" && !isDir(o.Out) {
-				return exitcode.Errorf(exitcode.Usage, "--out %s names one file but PATH holds %d boards: give a directory", o.Out, len(boards))
+				if _, err := os.Lstat(o.Out); err == nil {
+					return exitcode.Errorf(exitcode.Usage, "--out %s is a file but PATH holds %d boards: give a directory", o.Out, len(boards))
+				}
+				// Several boards go into one directory per board under --out: make it (a dry
+				// run writes nothing and checks the nearest existing parent instead).
+				if !o.DryRun {
+					if err := os.MkdirAll(o.Out, 0o755); err != nil {
+						return exitcode.Wrap(exitcode.Operational, err)
+					}
+				}
 			}
 			var results []backup.Result
+			var skipped []reports.BackupSkip
 			var errs []error
 			for _, b := range boards {
+				if b.AwaitingDB() {
+					skipped = append(skipped, reports.BackupSkip{Board: b.Name, DB: b.DB, Reason: board.AwaitingDBNote})
+					continue
+				}
 				o := o
+				made := ""
 				if len(boards) > 1 && o.Out != "" {
 					// Every board's file is kanban.db: one subdirectory per board keeps their
 					// backups (and --keep) apart.
 					o.Out = filepath.Join(o.Out, b.Name)
-					if !o.DryRun { // a dry run writes nothing, not even the directory
+					if !o.DryRun && !isDir(o.Out) { // a dry run writes nothing, not even the directory
 						if err := os.MkdirAll(o.Out, 0o755); err != nil {
 							errs = append(errs, exitcode.Wrap(exitcode.Operational, err))
 							continue
 						}
+						made = o.Out
 					}
 				}
 				if o.DryRun {
@@ -74,21 +93,48 @@ func backupCommand() *cli.Command {
 				}
 				r, err := backup.Snapshot(c.Context, b.DB, o)
 				if err != nil {
-					errs = append(errs, backupError(err))
+					if made != "" {
+						os.Remove(made) // only if still empty: no directory left behind for a backup not written
+					}
+					errs = append(errs, backupFailure(c.Context, b, err))
 					continue
 				}
 				results = append(results, r)
 			}
 			if c.Bool("json") {
-				if err := reports.JSON(c.App.Writer, "backup", reports.BackupResult{Backups: results, Errors: errorStrings(errs)}); err != nil {
+				if err := reports.JSON(c.App.Writer, "backup", reports.BackupResult{Backups: results, Skipped: skipped, Errors: errorStrings(errs)}); err != nil {
 					return exitcode.Wrap(exitcode.Operational, err)
 				}
-			} else if err := reports.BackupText(c.App.Writer, results); err != nil {
-				return exitcode.Wrap(exitcode.Operational, err)
+			} else {
+				if err := reports.BackupText(c.App.Writer, results); err != nil {
+					return exitcode.Wrap(exitcode.Operational, err)
+				}
+				for _, sk := range skipped {
+					fmt.Fprintf(c.App.Writer, "skipped %s: %s\n", sk.Board, sk.Reason)
+				}
 			}
-			return worstError(errs)
+			return worstError(c.App.ErrWriter, errs)
 		},
 	}
+}
+
+// backupFailure gives a failed backup its exit status. A copy that fails its check means the
+// board's own content may be damaged: only the probe judges that, so the board is checked (on one
+// read-only connection, confirmed by a clean child) and a confirmed corruption exits 2, whatever
+// else failed in the same run.
+func backupFailure(ctx context.Context, b board.Board, err error) error {
+	if !errors.Is(err, backup.ErrCheckFailed) {
+		return backupError(err)
+	}
+	res, perr := probe.Check(ctx, b, probe.Options{})
+	if perr == nil && res.Verdict == probe.Corrupt {
+		what := "corrupt"
+		if res.Class != probe.ClassNone {
+			what += " (" + string(res.Class) + ")"
+		}
+		return exitcode.Errorf(exitcode.Corrupt, "back up %s: the board is %s, confirmed by a clean child process; no backup written (see kanban-doctor verify %s)", b.DB, what, b.DB)
+	}
+	return backupError(err)
 }
 
 // dryRunWritable fails when the backup of db could not be written: the destination (out, or the
@@ -138,22 +184,21 @@ func backupError(err error) error {
 	return errAs(exitcode.Operational, err)
 }
 
-// worstError returns the error with the worst status (all were printed as they came, except the
-// one returned).
-func worstError(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	worst := errs[0]
-	for _, e := range errs[1:] {
-		if exitcode.Worst(exitcode.Of(e), exitcode.Of(worst)) != exitcode.Of(worst) {
-			worst = e
+// worstError ends a backup run: the lone error is returned for Run to print; several are
+// printed one line each and the worst status (exitcode.Worst: corrupt wins) is returned.
+func worstError(stderr io.Writer, errs []error) error {
+	if len(errs) <= 1 {
+		if len(errs) == 0 {
+			return nil
 		}
+		return errs[0]
 	}
-	if len(errs) > 1 {
-		return exitcode.Errorf(exitcode.Of(worst), "%d boards failed: %v", len(errs), errors.Join(errs...))
+	codes := make([]int, len(errs))
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		codes[i], lines[i] = exitcode.Of(e), e.Error()
 	}
-	return worst
+	return boardErrors(stderr, exitcode.Worst(codes...), lines)
 }
 
 func errorStrings(errs []error) []string {

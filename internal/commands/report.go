@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"fmt"
 	"io"
 
 	"github.com/urfave/cli/v2"
@@ -82,12 +83,15 @@ func reportCommand() *cli.Command {
 			if err != nil {
 				return exitcode.Wrap(exitcode.Operational, err)
 			}
+			// The report is printed; stderr names every board that failed, one line each, and the
+			// exit status is the multi-board rule's (a corrupt board wins over another's error).
+			var errLines []string
 			for _, b := range rep.Boards {
-				if b.Error != "" { // the report is printed; stderr names the first board that failed
-					return exitcode.Errorf(exitcode.Operational, "report %s: %s", b.Name, b.Error)
+				if b.Error != "" {
+					errLines = append(errLines, fmt.Sprintf("report %s: %s", b.Name, b.Error))
 				}
 			}
-			return exitcode.Status(rep.ExitCode)
+			return boardErrors(c.App.ErrWriter, rep.ExitCode, errLines)
 		},
 	}
 }

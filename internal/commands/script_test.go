@@ -61,6 +61,13 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 func scriptSetup(env *testscript.Env) error {
 	env.Setenv("NO_COLOR", "1")
 	env.Setenv("HOME", env.WorkDir+"/home")
+	// $FIXTURES is the repo's corrupt-board fixtures (testdata/corrupt), for transcripts that need a
+	// board SQLite really rejects.
+	fixtures, err := filepath.Abs(filepath.Join("..", "..", "testdata", "corrupt"))
+	if err != nil {
+		return err
+	}
+	env.Setenv("FIXTURES", fixtures)
 	// Let asnobody's uid reach $WORK, so a permission test fails on the directory it names.
 	os.Chmod(filepath.Dir(env.WorkDir), 0o755)
 	os.Chmod(env.WorkDir, 0o755)

@@ -59,7 +59,10 @@ func verifyCommand() *cli.Command {
 			for _, b := range boards {
 				res, err := probe.Check(c.Context, b, opts)
 				vb := reports.VerifyBoard{Result: res}
-				if err != nil {
+				if err != nil && b.AwaitingDB() {
+					vb.NoDatabase = true
+					codes = append(codes, exitcode.OK)
+				} else if err != nil {
 					vb.Error = fmt.Sprintf("verify %v", err)
 					codes = append(codes, exitcode.Operational)
 				} else {
@@ -78,23 +81,13 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return exitcode.Wrap(exitcode.Operational, err)
 			}
-			worst := exitcode.Worst(codes...)
-			// Errors go to stderr as one line each; the text or JSON on stdout already says the rest.
 			var errLines []string
 			for _, b := range out {
 				if b.Error != "" {
 					errLines = append(errLines, b.Error)
 				}
 			}
-			switch {
-			case len(errLines) == 1 && len(out) == 1:
-				return exitcode.Errorf(worst, "%s", errLines[0])
-			case len(errLines) > 0:
-				for _, l := range errLines {
-					fmt.Fprintf(c.App.ErrWriter, "kanban-doctor: %s\n", l)
-				}
-			}
-			return exitcode.Status(worst)
+			return boardErrors(c.App.ErrWriter, exitcode.Worst(codes...), errLines)
 		},
 	}
 }
