@@ -18,7 +18,8 @@ import (
 // Run runs the command line args (args[0] is the program name) and returns the exit status.
 // Errors are printed as one line on stderr.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := New(stdout, stderr).RunContext(ctx, args)
+	app := New(stdout, stderr)
+	err := app.RunContext(ctx, flagsFirst(app, args))
 	code := exitcode.Of(err)
 	if err != nil && !exitcode.IsQuiet(err) {
 		fmt.Fprintf(stderr, "kanban-doctor: %s\n", oneLine(err.Error()))
@@ -66,6 +67,93 @@ func New(stdout, stderr io.Writer) *cli.App {
 		cmd.CustomHelpTemplate = cli.CommandHelpTemplate + "\n" + exitcode.Help + "\n"
 	}
 	return app
+}
+
+// flagsFirst lets flags follow operands, as GNU tools and most Go CLIs allow: `verify DB --json`
+// and `dedupe-backups DIR --apply` mean what they say. urfave/cli stops parsing flags at the first
+// operand, so the subcommand's flags (with the value of those that take one) are moved before its
+// operands. "--" ends flags: everything after it stays an operand, in order. An unknown flag is
+// moved too, so it is refused as a usage error instead of being taken for a path.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	// The subcommand is the first argument that is not a flag (the app has no flags that take
+	// a value).
+	ci := -1
+	for i := 1; i < len(args); i++ {
+		if args[i] == "--" {
+			return args
+		}
+		if !isFlagToken(args[i]) {
+			ci = i
+			break
+		}
+	}
+	if ci < 0 {
+		return args
+	}
+	cmd := app.Command(args[ci])
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		tv := true
+		if d, ok := f.(interface{ TakesValue() bool }); ok {
+			tv = d.TakesValue()
+		}
+		for _, n := range f.Names() {
+			takesValue[n] = tv
+		}
+	}
+	var flags, operands []string
+	rest := args[ci+1:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			operands = append(operands, rest[i:]...)
+			break
+		}
+		if !isFlagToken(a) {
+			operands = append(operands, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if takesValue[name] && i+1 < len(rest) {
+			i++
+			flags = append(flags, rest[i])
+		}
+	}
+	out := append(append([]string{}, args[:ci+1]...), flags...)
+	// After "--" an operand may look like a flag: then a "--" goes before all operands, where
+	// the flag parser consumes it, so that every operand stays one.
+	var plain []string
+	needDash := false
+	for i, o := range operands {
+		if o == "--" {
+			plain = append(plain, operands[i+1:]...)
+			for _, p := range operands[i+1:] {
+				needDash = needDash || isFlagToken(p) || p == "--"
+			}
+			break
+		}
+		plain = append(plain, o)
+	}
+	if needDash {
+		out = append(out, "--")
+	}
+	return append(out, plain...)
+}
+
+// isFlagToken is what urfave/cli would parse as a flag: a leading "-" and more ("-" alone is an
+// operand, as is everything after "--").
+func isFlagToken(a string) bool {
+	return len(a) > 1 && a[0] == '-' && a != "--"
 }
 
 func usageError(_ *cli.Context, err error, _ bool) error {
