@@ -149,13 +149,16 @@ func classify(ctx context.Context, c *sql.Conn, facts fileFacts, a answer, trial
 	}
 	cls, why, err := trialFix(ctx, c)
 	if err != nil {
-		return byMessages, "from the messages (trial fix impossible: " + err.Error() + ")"
+		// A read-only root or no writable temp directory: the class stands on the codes and
+		// messages alone, and the finding says so (the copy goes where $TMPDIR points).
+		return byMessages, "class from the error messages alone; no trial fix on a private copy: " + err.Error() +
+			" (set TMPDIR to a writable directory for one)"
 	}
 	return cls, why
 }
 
-// trialFix copies the live DB with the backup API into a private temp directory and tries REINDEX,
-// then VACUUM, on copies.
+// trialFix copies the live DB with the backup API into a private temp directory (under $TMPDIR,
+// else /tmp) and tries REINDEX, then VACUUM, on copies.
 func trialFix(ctx context.Context, src *sql.Conn) (Class, string, error) {
 	dir, err := os.MkdirTemp("", "kanban-doctor-trial-")
 	if err != nil {
