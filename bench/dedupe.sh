@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/dedupe.sh: kanban-doctor dedupe-backups side by side with jdupes (what users reach for,
-# DOMAIN.md section 5) on a generated storm, on the same warm directory, in one run.
+# jdupes -r -m for the dry run, jdupes -r -L for hardlinking) on a generated storm, on the same warm directory, in one run.
 #
 #   bench/dedupe.sh            # ~7,940 backups of ~265 KB in 40 bursts + 20 distinct (~2.1 GB)
 #   RUNS=10 KD_BENCH_DIR=/var/tmp/kd bench/dedupe.sh

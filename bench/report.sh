@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/report.sh: kanban-doctor report side by side with what users reach for (DOMAIN.md section 5):
+# bench/report.sh: kanban-doctor report side by side with what users reach for:
 # sqlite3 quick_check on the board plus `sha256sum | sort | uniq` over the backups, on a generated
 # storm beside a live board, warm page cache, one run.
 #

@@ -97,7 +97,7 @@ CREATE INDEX IF NOT EXISTS idx_attachments_task ON task_attachments(task_id);
 CREATE INDEX IF NOT EXISTS idx_notify_task ON kanban_notify_subs(task_id);
 `
 
-// WriterPragmas are the pragmas hermes writers set on every connection (DOMAIN.md section 1).
+// WriterPragmas are the pragmas hermes writers set on every connection.
 var WriterPragmas = []string{
 	"busy_timeout(120000)",
 	"synchronous(FULL)",
