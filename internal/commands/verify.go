@@ -42,17 +42,12 @@ func verifyCommand() *cli.Command {
 				reverify = -1 // probe.Options: negative means none
 			}
 			opts := probe.Options{Full: c.Bool("full"), Reverify: reverify, Timeout: c.Duration("timeout"), Backup: c.Bool("backup")}
-			paths := c.Args().Slice()
-			if len(paths) == 0 {
-				paths = []string{""}
-			}
-			var boards []board.Board
-			for _, p := range paths {
-				bs, err := board.Discover(p, board.Options{Archived: c.Bool("archived")})
-				if err != nil {
-					return exitcode.Wrap(exitcode.Operational, err)
-				}
-				boards = append(boards, bs...)
+			// The discovery every command uses: a file named on the command line must be a SQLite
+			// database (else 8), unless it sits at a board's DB path (kanban.db): a damaged board is
+			// what verify is for, and it is called corrupt (not-a-database, 2).
+			boards, err := discoverAll(c.Args().Slice(), board.Options{Archived: c.Bool("archived")})
+			if err != nil {
+				return err
 			}
 			var out []reports.VerifyBoard
 			codes := []int{}
@@ -70,7 +65,6 @@ func verifyCommand() *cli.Command {
 				}
 				out = append(out, vb)
 			}
-			var err error
 			if c.Bool("json") {
 				err = reports.JSON(c.App.Writer, "verify", struct {
 					Boards []reports.VerifyBoard `json:"boards"`

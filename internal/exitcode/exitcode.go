@@ -14,7 +14,7 @@ const (
 	Corrupt      = 2 // corruption confirmed
 	Inconclusive = 3 // busy, locked, timed out: no verdict could be reached
 	Usage        = 4 // bad flags or arguments
-	Operational  = 8 // the tool could not do its job: unreadable path, permission, not a database where one was required
+	Operational  = 8 // the tool could not do its job: unreadable path, permission, a named file that is not a database
 )
 
 // Help is the exit-code table as printed by --help and the README.
@@ -24,7 +24,9 @@ const Help = `EXIT CODES:
    2  corruption confirmed
    3  inconclusive: busy, locked or timed out
    4  usage error
-   8  operational error: missing or unreadable path, permission denied, not a database`
+   8  operational error: missing or unreadable path, permission denied, a named file that is not
+      a SQLite database (a board's kanban.db that is not one is a corrupt board: 2)
+   Several boards: corrupt (2) wins over every other status; then 4, 8, 3, 1, 0.`
 
 // Error carries an exit status with the error that caused it.
 type Error struct {
