@@ -67,13 +67,11 @@ func JSON(w io.Writer, command string, v any) error {
 	return err
 }
 
-// Color reports whether w is a terminal that should get colour: never with NO_COLOR set or
-// TERM=dumb, never when w is not a character device.
+// Color reports whether w is a terminal that should get colour: never with NO_COLOR set to a
+// non-empty value (no-color.org: an empty NO_COLOR does not count) or TERM=dumb, never when w is
+// not a character device.
 func Color(w io.Writer) bool {
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
-		return false
-	}
-	if os.Getenv("TERM") == "dumb" {
+	if !colorAllowed(os.Getenv) {
 		return false
 	}
 	f, ok := w.(*os.File)
@@ -82,4 +80,9 @@ func Color(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// colorAllowed is what the environment says about colour.
+func colorAllowed(getenv func(string) string) bool {
+	return getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 }
