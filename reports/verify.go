@@ -57,10 +57,22 @@ func VerifyText(w io.Writer, boards []VerifyBoard) error {
 			fmt.Fprintf(&b, ", child: %s", oneLineCap(r.Child, 60))
 		}
 		b.WriteString("]\n")
+		seen := map[string]int{}
 		for _, f := range r.Findings {
+			// A damaged index gives one line per row: the first few say it, the rest are counted
+			// (--json has them all).
+			if seen[f.Code]++; seen[f.Code] > findingRepeats {
+				continue
+			}
 			fmt.Fprintf(&b, "  %-7s %s: %s\n", f.Severity, f.Code, f.Message)
 			if f.Hint != "" && (f.Code == "corrupt-"+string(r.Class) || r.Verdict != probe.Corrupt) {
 				fmt.Fprintf(&b, "          fix: %s\n", f.Hint)
+			}
+		}
+		for _, f := range r.Findings {
+			if n := seen[f.Code] - findingRepeats; n > 0 {
+				fmt.Fprintf(&b, "          ... and %d more %s findings (--json lists them all)\n", n, f.Code)
+				seen[f.Code] = 0
 			}
 		}
 		for _, h := range r.Hazards {
@@ -70,8 +82,39 @@ func VerifyText(w io.Writer, boards []VerifyBoard) error {
 			fmt.Fprintf(&b, "  backup  %s\n", r.Backup)
 		}
 	}
+	if len(boards) > 1 {
+		b.WriteString(verifySummary(boards) + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// findingRepeats is how many findings of one code verify's text prints per board.
+const findingRepeats = 3
+
+// verifySummary is the last line of a multi-board verify: how many boards got each verdict, worst
+// first ("5 boards: 1 corrupt, 1 error, 2 healthy, 1 no database yet").
+func verifySummary(boards []VerifyBoard) string {
+	order := []string{string(probe.Corrupt), "error", string(probe.Inconclusive), string(probe.FalsePositive),
+		string(probe.Transient), string(probe.Healthy), "no database yet"}
+	n := map[string]int{}
+	for _, vb := range boards {
+		switch {
+		case vb.Error != "":
+			n["error"]++
+		case vb.NoDatabase:
+			n["no database yet"]++
+		default:
+			n[string(vb.Verdict)]++
+		}
+	}
+	var parts []string
+	for _, k := range order {
+		if n[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[k], k))
+		}
+	}
+	return fmt.Sprintf("%d boards: %s", len(boards), strings.Join(parts, ", "))
 }
 
 func oneLineCap(s string, n int) string {
