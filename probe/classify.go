@@ -277,7 +277,7 @@ func hint(cls Class, db string) string {
 	case ClassFreelist:
 		return "sqlite3 " + q + " 'VACUUM;'"
 	case ClassBtree, ClassTruncated, ClassNotADatabase:
-		return "kanban-doctor repair --out fixed.db " + q
+		return "kanban-doctor repair " + q // writes DB.repaired: one per board, so two hints can both be pasted
 	}
 	return ""
 }
