@@ -132,7 +132,10 @@ func commandCases() []goldenCase {
 		{"restore", rs, func(w io.Writer) error { return RestoreText(w, rs.Restore) }},
 		{"repro", rp, func(w io.Writer) error { return ReproText(w, rp) }},
 	}
-	var out []goldenCase
+	errDoc := ErrorResult{Error: ErrorInfo{Code: 8, Status: "operational", Path: "/hermes/kanban/boards/ops/kanban.db",
+		Message: "/hermes/kanban/boards/ops/kanban.db: no such file or directory"}}
+	out0 := []goldenCase{{"error.json", func(w io.Writer) error { return JSON(w, "verify", errDoc) }}}
+	out := out0
 	for _, c := range cmds {
 		out = append(out,
 			goldenCase{c.name + ".txt", c.text},

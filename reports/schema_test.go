@@ -314,3 +314,35 @@ func TestSchemaRejectsBrokenDocuments(t *testing.T) {
 }
 
 func board0(d map[string]any) map[string]any { return d["boards"].([]any)[0].(map[string]any) }
+
+// TestErrorSchemaRejectsBrokenDocuments: the error envelope's schema can fail too.
+func TestErrorSchemaRejectsBrokenDocuments(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "golden", "error.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := loadSchema(t, "error")
+	errObj := func(d map[string]any) map[string]any { return d["error"].(map[string]any) }
+	cases := []struct {
+		name   string
+		mutate func(doc map[string]any)
+		want   string
+	}{
+		{"exit 0 is no error", func(d map[string]any) { errObj(d)["code"] = 0.0 }, "not in enum"},
+		{"unknown status", func(d map[string]any) { errObj(d)["status"] = "bad" }, "not in enum"},
+		{"no message", func(d map[string]any) { delete(errObj(d), "message") }, `missing required "message"`},
+		{"unknown command", func(d map[string]any) { d["command"] = "fix" }, "not in enum"},
+		{"a result beside the error", func(d map[string]any) { d["boards"] = []any{} }, `property "boards" is not in the schema`},
+	}
+	for _, c := range cases {
+		doc := decodeJSON(t, data).(map[string]any)
+		if errs := v.validate(doc); len(errs) != 0 {
+			t.Fatalf("golden invalid: %v", errs)
+		}
+		c.mutate(doc)
+		errs := v.validate(doc)
+		if !strings.Contains(strings.Join(errs, "\n"), c.want) {
+			t.Errorf("%s: got %q, want an error containing %q", c.name, errs, c.want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -17,14 +19,90 @@ import (
 
 // Run runs the command line args (args[0] is the program name) and returns the exit status.
 // Errors are printed as one line on stderr.
+//
+// With --json, stdout always carries one document: the command's own, or, when it failed before
+// it printed one, the error envelope (reports.ErrorResult) with the same status and message.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	app := New(stdout, stderr)
-	err := app.RunContext(ctx, flagsFirst(app, args))
+	out := &countingWriter{w: stdout}
+	app := New(out, stderr)
+	args = flagsFirst(app, args)
+	err := app.RunContext(ctx, args)
 	code := exitcode.Of(err)
 	if err != nil && !exitcode.IsQuiet(err) {
 		fmt.Fprintf(stderr, "kanban-doctor: %s\n", oneLine(err.Error()))
 	}
+	if err != nil && out.n == 0 {
+		if cmd := jsonCommand(app, args); cmd != "" {
+			reports.JSON(stdout, cmd, reports.ErrorResult{Error: reports.ErrorInfo{
+				Code: code, Status: exitcode.Name(code), Message: oneLine(err.Error()), Path: errorPath(err)}})
+		}
+	}
 	return code
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// jsonCommand is the subcommand of args (already in flagsFirst order) when it was given --json,
+// else "".
+func jsonCommand(app *cli.App, args []string) string {
+	for i := 1; i < len(args); i++ {
+		if isFlagToken(args[i]) {
+			continue
+		}
+		cmd := app.Command(args[i])
+		if cmd == nil || !hasFlag(cmd, "json") {
+			return ""
+		}
+		for _, a := range args[i+1:] {
+			switch a {
+			case "--":
+				return ""
+			case "--json", "-json", "--json=true", "-json=true":
+				return cmd.Name
+			}
+		}
+		return ""
+	}
+	return ""
+}
+
+func hasFlag(cmd *cli.Command, name string) bool {
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errorPath is the file an error is about: the path of an *fs.PathError in its chain, else the
+// first word of its message that names an existing file or directory or looks like a path.
+func errorPath(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path != "" {
+		return pe.Path
+	}
+	for _, w := range strings.Fields(err.Error()) {
+		w = strings.Trim(w, ":;,()\"'")
+		if w == "" || strings.HasPrefix(w, "-") {
+			continue
+		}
+		if _, e := os.Lstat(w); e == nil || strings.Contains(w, "/") {
+			return w
+		}
+	}
+	return ""
 }
 
 // New builds the application. Only commands that work are registered.

@@ -1,10 +1,17 @@
 package commands
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kanban-doctor/kanban-doctor/internal/exitcode"
 )
 
 func TestFlagsFirst(t *testing.T) {
@@ -28,6 +35,74 @@ func TestFlagsFirst(t *testing.T) {
 		got := flagsFirst(app, strings.Fields(c.in))
 		if want := strings.Fields(c.want); !reflect.DeepEqual(got, want) {
 			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, want)
+		}
+	}
+}
+
+// Every command given --json prints one JSON document on stdout even when it fails before it has
+// a result: the error envelope (reports/schema/error.schema.json), with the exit status as its
+// code. A success prints the command's own document with the same envelope head.
+func TestJSONErrorEnvelope(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nosuch", "kanban.db")
+	notes := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notes, []byte(strings.Repeat("not a database ", 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := [][]string{
+		{"boards", missing},
+		{"verify", missing},
+		{"verify", notes},
+		{"verify", "--reverify", "-1", missing},
+		{"verify", missing, "--no-such-flag"},
+		{"report", missing},
+		{"backup", missing},
+		{"backup", "--busy-timeout", "-1", missing},
+		{"restore", "--from", missing, missing},
+		{"dedupe-backups", missing},
+		{"repair", missing},
+		{"repro", "--duration", "-1s"},
+	}
+	for _, c := range cases {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"kanban-doctor", c[0], "--json"}, c[1:]...), &stdout, &stderr)
+		if code == exitcode.OK {
+			t.Errorf("%v: exit 0, want an error", c)
+			continue
+		}
+		var doc struct {
+			Tool        string `json:"tool"`
+			Version     string `json:"version"`
+			Command     string `json:"command"`
+			GeneratedAt string `json:"generated_at"`
+			Error       struct {
+				Code    int    `json:"code"`
+				Status  string `json:"status"`
+				Message string `json:"message"`
+				Path    string `json:"path"`
+			} `json:"error"`
+		}
+		dec := json.NewDecoder(&stdout)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&doc); err != nil {
+			t.Errorf("%v: stdout is not the error envelope: %v (%q)", c, err, stdout.String())
+			continue
+		}
+		if dec.More() {
+			t.Errorf("%v: more than one document on stdout", c)
+		}
+		e := doc.Error
+		if doc.Tool != "kanban-doctor" || doc.Version == "" || doc.Command != c[0] || doc.GeneratedAt == "" {
+			t.Errorf("%v: envelope head %+v", c, doc)
+		}
+		if e.Code != code || e.Status != exitcode.Name(code) || e.Message == "" {
+			t.Errorf("%v: error %+v, exit %d", c, e, code)
+		}
+		if !strings.Contains(stderr.String(), e.Message) {
+			t.Errorf("%v: message %q is not the stderr line %q", c, e.Message, stderr.String())
+		}
+		if strings.Contains(e.Message, missing) && e.Path != missing {
+			t.Errorf("%v: path %q, want %q", c, e.Path, missing)
 		}
 	}
 }

@@ -28,6 +28,23 @@ const Help = `EXIT CODES:
       a SQLite database (a board's kanban.db that is not one is a corrupt board: 2)
    Several boards: corrupt (2) wins over every other status; then 4, 8, 3, 1, 0.`
 
+// Name is a status's word, as the JSON error envelope and the exit table say it.
+func Name(code int) string {
+	switch code {
+	case OK:
+		return "ok"
+	case Warning:
+		return "warning"
+	case Corrupt:
+		return "corrupt"
+	case Inconclusive:
+		return "inconclusive"
+	case Usage:
+		return "usage"
+	}
+	return "operational"
+}
+
 // Error carries an exit status with the error that caused it.
 type Error struct {
 	Code  int
