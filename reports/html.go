@@ -125,6 +125,9 @@ func ReportHTML(w io.Writer, r health.Report) error {
 			hb.VerdictClass = verdictClass(b.Check.Verdict)
 			hb.CheckLine = verdictLine(b)
 			hb.Output = strings.Join(b.Check.FirstAnswer, "\n")
+			c := *b.Check
+			c.Findings = onceHints(c.Findings)
+			hb.Board.Check = &c
 		} else if b.NoDatabase {
 			hb.VerdictText, hb.VerdictClass, hb.CheckLine = "no database yet", "unknown", verdictLine(b)
 		} else {

@@ -113,7 +113,7 @@ func ReportMarkdown(w io.Writer, r health.Report) error {
 			if len(c.Findings) == 0 {
 				ew.printf("None.\n")
 			}
-			for _, f := range c.Findings {
+			for _, f := range onceHints(c.Findings) {
 				ew.printf("- **%s** %s: %s\n", f.Severity, code(f.Code), strings.ReplaceAll(f.Message, "\n", " "))
 				if f.Hint != "" {
 					ew.printf("  fix: %s\n", code(f.Hint))

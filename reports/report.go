@@ -242,7 +242,7 @@ func ReportText(w io.Writer, r health.Report, color bool) error {
 			if len(b.Check.Findings) == 0 {
 				ew.printf("  %-10s none\n", "findings")
 			}
-			for j, f := range b.Check.Findings {
+			for j, f := range onceHints(b.Check.Findings) {
 				label := ""
 				if j == 0 {
 					label = "findings"
@@ -301,4 +301,19 @@ func (e *errWriter) printf(format string, args ...any) {
 		return
 	}
 	_, e.err = fmt.Fprintf(e.w, format, args...)
+}
+
+// onceHints returns the findings with each fix shown once: a finding whose hint an earlier one
+// already gave carries none (a damaged board repeats one REINDEX or repair line per finding).
+func onceHints(fs []probe.Finding) []probe.Finding {
+	out := make([]probe.Finding, len(fs))
+	seen := map[string]bool{}
+	for i, f := range fs {
+		if f.Hint != "" && seen[f.Hint] {
+			f.Hint = ""
+		}
+		seen[f.Hint] = true
+		out[i] = f
+	}
+	return out
 }
