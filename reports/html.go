@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -115,7 +116,11 @@ func ReportHTML(w io.Writer, r health.Report) error {
 	v := htmlView{Title: "kanban-doctor report", Generated: fmtTime(Now()), Version: Version(), Env: r.Environment, ExitCode: r.ExitCode}
 	counts := map[string]*htmlCount{}
 	var order []string
-	for i, b := range r.Boards {
+	// Worst first: the board that needs the operator heads the page (stable: discovery order within
+	// a severity).
+	boards := append([]health.Board(nil), r.Boards...)
+	sort.SliceStable(boards, func(i, j int) bool { return boardSeverity(boards[i]) > boardSeverity(boards[j]) })
+	for i, b := range boards {
 		hb := htmlBoard{Board: b, Anchor: fmt.Sprintf("board-%d", i+1), FilesLine: filesLine(b), BackupsLine: backupsLine(b.Backups)}
 		if b.Check != nil {
 			hb.VerdictText = string(b.Check.Verdict)
@@ -241,4 +246,22 @@ func buildSVG(tl health.Timeline) *svgTimeline {
 	}
 	s.Caption = fmt.Sprintf("%s .. %s, one bar per %s", fmtTime(tl.Start), fmtTime(tl.End), fmtSeconds(tl.BucketSeconds))
 	return s
+}
+
+// boardSeverity orders boards for the HTML page: corrupt, not checked, inconclusive, cleared
+// suspicions, healthy, no database yet.
+func boardSeverity(b health.Board) int {
+	switch {
+	case b.Check != nil && b.Check.Verdict == probe.Corrupt:
+		return 5
+	case b.Error != "":
+		return 4
+	case b.Check != nil && b.Check.Verdict == probe.Inconclusive:
+		return 3
+	case b.Check != nil && (b.Check.Verdict == probe.Transient || b.Check.Verdict == probe.FalsePositive):
+		return 2
+	case b.Check != nil:
+		return 1
+	}
+	return 0
 }
