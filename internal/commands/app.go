@@ -9,6 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -234,8 +236,48 @@ func isFlagToken(a string) bool {
 	return len(a) > 1 && a[0] == '-' && a != "--"
 }
 
-func usageError(_ *cli.Context, err error, _ bool) error {
-	return exitcode.Wrap(exitcode.Usage, err)
+func usageError(c *cli.Context, err error, _ bool) error {
+	return exitcode.Wrap(exitcode.Usage, explainFlagError(c, err))
+}
+
+var reInvalidValue = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): `)
+
+// explainFlagError turns the flag package's "invalid value "5" for flag -timeout: parse error"
+// into a line that says what a valid value looks like.
+func explainFlagError(c *cli.Context, err error) error {
+	m := reInvalidValue.FindStringSubmatch(err.Error())
+	if m == nil || c == nil {
+		return err
+	}
+	var flags []cli.Flag
+	if c.Command != nil && c.Command.Name != "" {
+		flags = c.Command.Flags
+	} else if c.App != nil {
+		flags = c.App.Flags
+	}
+	want := ""
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), m[2]) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			want = "a duration with its unit, such as 500ms, 30s or 2m"
+		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag:
+			want = "a whole number"
+		case *cli.Float64Flag:
+			want = "a number"
+		case *cli.BoolFlag:
+			want = "true or false"
+		}
+	}
+	if tail := err.Error()[len(m[0]):]; want == "" && strings.HasPrefix(tail, "want ") {
+		want = strings.TrimPrefix(tail, "want ") // a flag type of ours says it already
+	}
+	if want == "" {
+		return err
+	}
+	return fmt.Errorf("--%s %q: not valid; want %s", m[2], m[1], want)
 }
 
 func oneLine(s string) string {

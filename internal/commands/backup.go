@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -33,15 +34,16 @@ func backupCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Usage: "destination directory, or a file name that must not exist (default: beside the board)"},
 			&cli.BoolFlag{Name: "compact", Usage: "copy with VACUUM INTO (smaller, rebuilt; not page-for-page)"},
 			&cli.IntFlag{Name: "keep", Usage: "after writing, remove older backups of the board in the destination beyond the newest `N`"},
-			&cli.IntFlag{Name: "busy-timeout", Value: 5000, Usage: "milliseconds to wait for a lock on the board"},
+			busyTimeoutFlag(5*time.Second, "how long to wait for a lock on the board (`D`: 5s, 2m; a bare number is milliseconds)"),
 			&cli.BoolFlag{Name: "dry-run", Usage: "write and remove nothing: say where the backup would go and what --keep would remove"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
 				return exitcode.Errorf(exitcode.Usage, "backup takes one PATH, got %d", c.NArg())
 			}
-			if c.Int("busy-timeout") < 0 {
-				return exitcode.Errorf(exitcode.Usage, "--busy-timeout must not be negative")
+			busyMS, err := busyTimeoutMS(c)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
 			}
 			if c.IsSet("keep") && c.Int("keep") < 1 {
 				return exitcode.Errorf(exitcode.Usage, "--keep must be at least 1")
@@ -50,7 +52,7 @@ func backupCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			o := backup.Options{Out: c.String("out"), Compact: c.Bool("compact"), Keep: c.Int("keep"), BusyTimeout: c.Int("busy-timeout"), DryRun: c.Bool("dry-run")}
+			o := backup.Options{Out: c.String("out"), Compact: c.Bool("compact"), Keep: c.Int("keep"), BusyTimeout: busyMS, DryRun: c.Bool("dry-run")}
 			if len(boards) > 1 && o.Out != "" && !isDir(o.Out) {
 				if _, err := os.Lstat(o.Out); err == nil {
 					return exitcode.Errorf(exitcode.Usage, "--out %s is a file but PATH holds %d boards: give a directory", o.Out, len(boards))

@@ -3,6 +3,7 @@ package commands
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,7 +29,7 @@ func restoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "from", Usage: "the backup `FILE` to restore (required)"},
 			&cli.BoolFlag{Name: "offline", Usage: "replace the file (only when no process has the board open)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check and print what would be done; change nothing"},
-			&cli.IntFlag{Name: "busy-timeout", Value: 120000, Usage: "milliseconds to wait for the write lock (online restore)"},
+			busyTimeoutFlag(2*time.Minute, "how long to wait for the write lock, online restore (`D`: 30s, 2m; a bare number is milliseconds)"),
 		},
 		Action: func(c *cli.Context) error {
 			if c.String("from") == "" {
@@ -37,8 +38,9 @@ func restoreCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return exitcode.Errorf(exitcode.Usage, "restore takes one PATH (the board to restore into), got %d", c.NArg())
 			}
-			if c.Int("busy-timeout") < 0 {
-				return exitcode.Errorf(exitcode.Usage, "--busy-timeout must not be negative")
+			busyMS, err := busyTimeoutMS(c)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
 			}
 			boards, err := discoverAll(c.Args().Slice(), board.Options{})
 			if err != nil {
@@ -48,7 +50,7 @@ func restoreCommand() *cli.Command {
 				return exitcode.Errorf(exitcode.Usage, "%s holds %d boards: name the kanban.db to restore into", c.Args().First(), len(boards))
 			}
 			res, err := backup.Restore(c.Context, c.String("from"), boards[0].DB, backup.Options{
-				Offline: c.Bool("offline"), DryRun: c.Bool("dry-run"), BusyTimeout: c.Int("busy-timeout")})
+				Offline: c.Bool("offline"), DryRun: c.Bool("dry-run"), BusyTimeout: busyMS})
 			if err != nil {
 				if c.Context.Err() != nil && !strings.Contains(err.Error(), boards[0].DB) { // a bare "context canceled" on SIGINT
 					err = fmt.Errorf("restore %s: %w", boards[0].DB, err)
