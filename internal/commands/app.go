@@ -135,6 +135,13 @@ func New(stdout, stderr io.Writer) *cli.App {
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
+				var names []string
+				for _, cmd := range c.App.Commands {
+					names = append(names, cmd.Name)
+				}
+				if s := closest(c.Args().First(), names); s != "" {
+					return exitcode.Errorf(exitcode.Usage, "unknown command %q: did you mean %q? (see kanban-doctor --help)", c.Args().First(), s)
+				}
 				return exitcode.Errorf(exitcode.Usage, "unknown command %q (see kanban-doctor --help)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
@@ -245,8 +252,7 @@ var reInvalidValue = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): 
 // explainFlagError turns the flag package's "invalid value "5" for flag -timeout: parse error"
 // into a line that says what a valid value looks like.
 func explainFlagError(c *cli.Context, err error) error {
-	m := reInvalidValue.FindStringSubmatch(err.Error())
-	if m == nil || c == nil {
+	if c == nil {
 		return err
 	}
 	var flags []cli.Flag
@@ -254,6 +260,20 @@ func explainFlagError(c *cli.Context, err error) error {
 		flags = c.Command.Flags
 	} else if c.App != nil {
 		flags = c.App.Flags
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		var names []string
+		for _, f := range flags {
+			names = append(names, f.Names()...)
+		}
+		if s := closest(name, names); s != "" {
+			return fmt.Errorf("unknown flag --%s: did you mean --%s?", name, s)
+		}
+		return fmt.Errorf("unknown flag --%s (see --help)", name)
+	}
+	m := reInvalidValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
 	}
 	want := ""
 	for _, f := range flags {
@@ -311,4 +331,41 @@ func boardErrors(stderr io.Writer, status int, lines []string) error {
 		fmt.Fprintf(stderr, "kanban-doctor: %s\n", oneLine(l))
 	}
 	return exitcode.Status(status)
+}
+
+// closest is the name nearest to typed when it is near enough to be a typo (an edit distance of
+// at most 2, or a prefix of at least 3 letters), else "".
+func closest(typed string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		d := editDistance(typed, n)
+		if len(typed) >= 3 && strings.HasPrefix(n, typed) {
+			d = 1
+		}
+		if d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
