@@ -132,6 +132,8 @@ func New(stdout, stderr io.Writer) *cli.App {
 			repairCommand(),
 			watchCommand(),
 			reproCommand(),
+			// the tool itself
+			completionCommand(), manCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
