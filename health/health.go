@@ -59,6 +59,8 @@ type Report struct {
 	// ExitCode summarises the boards: the worst of their verdicts' codes, 8 when a board could not
 	// be checked.
 	ExitCode int `json:"exit_code"`
+	// NextSteps is what to do now, most urgent first, with the exact commands (see NextSteps).
+	NextSteps []string `json:"next_steps"`
 }
 
 // Board is one board's health.
@@ -162,6 +164,7 @@ func Build(ctx context.Context, boards []board.Board, o Options) (Report, error)
 		rep.Boards = append(rep.Boards, hb)
 	}
 	rep.ExitCode = exitcode.Worst(codes...)
+	rep.NextSteps = NextSteps(rep)
 	return rep, nil
 }
 

@@ -98,7 +98,9 @@ func goldenReport() health.Report {
 		Error:    "check /hermes/kanban/boards/archive-me/kanban.db: no such file or directory",
 		Backups:  health.Backups{Generations: []health.GenerationCount{}, Contents: []health.Content{}},
 		Timeline: health.BuildTimeline(nil, health.TimelineOptions{})}
-	return health.Report{Environment: goldenEnv, Boards: []health.Board{healthy, corrupt, missing}, ExitCode: 8}
+	rep := health.Report{Environment: goldenEnv, Boards: []health.Board{healthy, corrupt, missing}, ExitCode: 8}
+	rep.NextSteps = health.NextSteps(rep)
+	return rep
 }
 
 func goldenBoards() []board.Report {

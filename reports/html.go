@@ -44,6 +44,7 @@ type htmlView struct {
 	Version       string
 	Env           health.Environment
 	ExitCode      int
+	NextSteps     []string
 	Boards        []htmlBoard
 	VerdictCounts []htmlCount
 }
@@ -113,7 +114,7 @@ func verdictClass(v probe.Verdict) string {
 // ReportHTML renders the health report as one self-contained HTML page: no scripts, no external
 // styles, fonts or images; the backup timeline is inline SVG. It prints on paper as well.
 func ReportHTML(w io.Writer, r health.Report) error {
-	v := htmlView{Title: "kanban-doctor report", Generated: fmtTime(Now()), Version: Version(), Env: r.Environment, ExitCode: r.ExitCode}
+	v := htmlView{Title: "kanban-doctor report", Generated: fmtTime(Now()), Version: Version(), Env: r.Environment, ExitCode: r.ExitCode, NextSteps: r.NextSteps}
 	counts := map[string]*htmlCount{}
 	var order []string
 	// Worst first: the board that needs the operator heads the page (stable: discovery order within

@@ -81,6 +81,16 @@ func ReportMarkdown(w io.Writer, r health.Report) error {
 	ew.printf("# kanban-doctor report\n\n")
 	writeEnvMarkdown(ew, r.Environment)
 	ew.printf("| exit status | %d |\n", r.ExitCode)
+	if len(r.NextSteps) > 0 {
+		ew.printf("\n## Next steps\n\n")
+		for _, s := range r.NextSteps {
+			if strings.HasPrefix(s, "  ") {
+				ew.printf("  - %s\n", strings.TrimSpace(s))
+			} else {
+				ew.printf("- %s\n", s)
+			}
+		}
+	}
 	for _, b := range r.Boards {
 		verdict := "not checked"
 		if b.NoDatabase {

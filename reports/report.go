@@ -287,6 +287,12 @@ func ReportText(w io.Writer, r health.Report, color bool) error {
 			ew.printf("  %-10s %s\n", label, p.paint(ansiRed, burstLine(j, bu)))
 		}
 	}
+	if len(r.NextSteps) > 0 {
+		ew.printf("\n%s\n", p.paint(ansiBold, "next steps"))
+		for _, s := range r.NextSteps {
+			ew.printf("  %s\n", s)
+		}
+	}
 	return ew.err
 }
 
