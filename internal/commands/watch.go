@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -115,9 +117,17 @@ func watchOptions(c *cli.Context) (watch.Options, error) {
 		}
 		paths = []string{p}
 	}
-	// The same checks and one-line errors as every command: missing, not a database, no board.
-	if _, err := discoverAll(paths, board.Options{Archived: c.Bool("archived")}); err != nil {
-		return watch.Options{}, err
+	// The same checks and one-line errors as every command (missing, unreadable, not a database),
+	// except that a directory with no board yet is watched for boards to appear: a sidecar
+	// starts beside a gateway that has not made its first board, and must not crash-loop.
+	for _, p := range paths {
+		_, err := discoverAll([]string{p}, board.Options{Archived: c.Bool("archived")})
+		switch {
+		case errors.Is(err, board.ErrNoBoard):
+			fmt.Fprintf(c.App.ErrWriter, "kanban-doctor: watch %s: no board yet; waiting for kanban.db, board.json or kanban/boards/*/ to appear\n", p)
+		case err != nil:
+			return watch.Options{}, err
+		}
 	}
 	return watch.Options{
 		Paths: paths, Archived: c.Bool("archived"),

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,5 +82,102 @@ func TestWatchOnStormVerifyRunsTheVerifyCommandAsAChild(t *testing.T) {
 	}
 	if ev.Verdict != "healthy" || ev.ExitCode == nil || *ev.ExitCode != 0 || ev.DB != db || ev.Error != "" {
 		t.Fatalf("verdict event %+v, want healthy from verify's exit 0 for %s", ev, db)
+	}
+}
+
+// TestWatchWaitsForTheFirstBoard: watch on a hermes root that has no board yet (an empty volume
+// beside a gateway that has not started, and one with an empty kanban/boards/) does not exit: it
+// is ready (/readyz 200 over real HTTP on loopback) once the initial scan ran, and sees a board
+// created later under kanban/boards/ through real fsnotify, then that board's backups.
+func TestWatchWaitsForTheFirstBoard(t *testing.T) {
+	exe, err := exec.LookPath("kanban-doctor")
+	if err != nil {
+		t.Fatalf("kanban-doctor not on PATH (TestMain sets it up): %v", err)
+	}
+	for _, layout := range []string{"empty root", "empty kanban/boards"} {
+		t.Run(layout, func(t *testing.T) {
+			root := t.TempDir()
+			if layout == "empty kanban/boards" {
+				if err := os.MkdirAll(filepath.Join(root, "kanban", "boards"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.Addr().String()
+			l.Close()
+			cmd := exec.Command(exe, "watch", "--listen", addr, root)
+			out, _ := cmd.StdoutPipe()
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{}) // closed when the process has exited
+			var waitErr error
+			lines := make(chan string, 100)
+			go func() {
+				sc := bufio.NewScanner(out)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+				waitErr = cmd.Wait()
+				close(exited)
+			}()
+			defer func() { cmd.Process.Kill(); <-exited }()
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				resp, err := http.Get("http://" + addr + "/readyz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				select {
+				case <-exited:
+					t.Fatalf("watch exited (%v) on a root with no board: %s", waitErr, stderr.String())
+				case <-time.After(50 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("watch never ready: %s", stderr.String())
+				}
+			}
+			if !strings.Contains(stderr.String(), "no board yet; waiting for") {
+				t.Errorf("stderr does not say it waits: %q", stderr.String())
+			}
+			wait := func(what string) {
+				t.Helper()
+				for {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							t.Fatalf("watch exited before %s: %s", what, stderr.String())
+						}
+						if strings.Contains(l, what) {
+							return
+						}
+					case <-time.After(60 * time.Second):
+						t.Fatalf("no %s from watch", what)
+					}
+				}
+			}
+			dir := filepath.Join(root, "kanban", "boards", "alpha")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := kanban.Generate(context.Background(), filepath.Join(dir, board.DBName), kanban.GenOptions{Tasks: 50, Seed: 1, WAL: true}); err != nil {
+				t.Fatal(err)
+			}
+			wait(`"event":"rescan","board":"alpha"`)
+			name := board.FormatTimestamped(board.DBName, time.Date(2026, 5, 1, 12, 0, 0, 0, time.Local), 0)
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("copy"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			wait(`"event":"backup-created","board":"alpha"`)
+		})
 	}
 }
