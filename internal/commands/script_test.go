@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -24,14 +29,20 @@ import (
 func TestMain(m *testing.M) {
 	reexec.Init()
 	os.Exit(testscript.RunMain(m, map[string]func() int{
-		"kanban-doctor": func() int { return Run(context.Background(), os.Args, os.Stdout, os.Stderr) },
+		// As cmd/kanban-doctor's main: SIGINT/SIGTERM cancel the context (watch exits 0 on them).
+		"kanban-doctor": func() int {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Run(ctx, os.Args, os.Stdout, os.Stderr)
+		},
 	}))
 }
 
 // TestScripts runs the CLI transcripts in testdata/script: each pins a command's output and exit status.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{Dir: "testdata/script", Setup: scriptSetup,
-		Cmds:      map[string]func(ts *testscript.TestScript, neg bool, args []string){"status": cmdStatus, "asnobody": cmdAsNobody, "mkboard": cmdMkboard},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"status": cmdStatus, "asnobody": cmdAsNobody, "mkboard": cmdMkboard,
+			"freeport": cmdFreeport, "waithttp": cmdWaitHTTP},
 		Condition: scriptCondition})
 }
 
@@ -186,4 +197,42 @@ func cmdMkboard(ts *testscript.TestScript, neg bool, args []string) {
 	if err := kanban.Generate(context.Background(), p, kanban.GenOptions{Tasks: tasks, Seed: 1, WAL: wal}); err != nil {
 		ts.Fatalf("mkboard: %v", err)
 	}
+}
+
+// cmdFreeport runs "freeport VAR": VAR is set to a loopback address with a port free right now.
+func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ts.Fatalf("freeport: %v", err)
+	}
+	ts.Setenv(args[0], l.Addr().String())
+	l.Close()
+}
+
+// cmdWaitHTTP runs "waithttp URL [TEXT]": it waits (up to 60 s) until a GET of URL answers 200
+// with a body containing TEXT, over real HTTP.
+func cmdWaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waithttp URL [TEXT]")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(args[0])
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && (len(args) == 1 || strings.Contains(string(body), args[1])) {
+				return
+			}
+			last = fmt.Sprintf("status %d", resp.StatusCode)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("waithttp %s: not there within 60 s (last: %s)", args[0], last)
 }
