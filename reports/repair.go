@@ -58,8 +58,23 @@ func RepairText(w io.Writer, r repair.Result) error {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
+	if r.Written && !r.InPlace && r.Out != "" {
+		// The repaired file is not in use until it is put back: say how, with the real paths.
+		fmt.Fprintf(&b, "  next: kanban-doctor restore --from %s %s   (backs up the damaged board first; --offline when nothing has it open)\n",
+			shellArg(r.Out), shellArg(r.DB))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// shellArg quotes a path for pasting into a shell when it needs it.
+func shellArg(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // tableLoss summarises a table's lost rowid ranges and damaged pages in a few words.
