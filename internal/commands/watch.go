@@ -1,8 +1,11 @@
 package commands
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -115,9 +118,20 @@ func watchOptions(c *cli.Context) (watch.Options, error) {
 		}
 		paths = []string{p}
 	}
-	// The same checks and one-line errors as every command: missing, not a database, no board.
-	if _, err := discoverAll(paths, board.Options{Archived: c.Bool("archived")}); err != nil {
-		return watch.Options{}, err
+	// The same checks and one-line errors as every command (missing, not a database, unreadable),
+	// except that a directory with no board yet is a root to wait on: a sidecar starts beside a
+	// gateway that has not made its first board, and the watcher picks up kanban/boards/ (and the
+	// boards in it) when they appear.
+	for _, p := range paths {
+		_, err := discoverAll([]string{p}, board.Options{Archived: c.Bool("archived")})
+		if err != nil && errors.Is(err, board.ErrNoBoard) {
+			fmt.Fprintf(c.App.ErrWriter, "kanban-doctor: %s: no board yet; waiting for boards under %s\n",
+				p, filepath.Join(p, "kanban", "boards")+string(filepath.Separator))
+			continue
+		}
+		if err != nil {
+			return watch.Options{}, err
+		}
 	}
 	return watch.Options{
 		Paths: paths, Archived: c.Bool("archived"),

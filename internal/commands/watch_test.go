@@ -82,3 +82,80 @@ func TestWatchOnStormVerifyRunsTheVerifyCommandAsAChild(t *testing.T) {
 		t.Fatalf("verdict event %+v, want healthy from verify's exit 0 for %s", ev, db)
 	}
 }
+
+// TestWatchWaitsOnARootWithNoBoardYet runs the real CLI on a hermes root that has no board yet
+// (no kanban.db, no kanban/): it must keep running rather than exit 8, say on stderr that it is
+// waiting, and pick up kanban/boards/, a board created in it later and that board's backups
+// through inotify.
+func TestWatchWaitsOnARootWithNoBoardYet(t *testing.T) {
+	exe, err := exec.LookPath("kanban-doctor")
+	if err != nil {
+		t.Fatalf("kanban-doctor not on PATH (TestMain sets it up): %v", err)
+	}
+	root := t.TempDir()
+	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--rescan", "0", root)
+	out, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	wait := func(what string) string {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					err := <-exited
+					exited <- err
+					t.Fatalf("watch exited (%v) before %s; stderr: %s", err, what, stderr.String())
+				}
+				if strings.Contains(l, what) {
+					return l
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("no %s from watch; stderr: %s", what, stderr.String())
+			}
+		}
+	}
+	// The root itself is a candidate board (its kanban.db): the initial scan reports it, so the
+	// watches are in place once this line is out.
+	wait(`"reason":"initial"`)
+	bd := filepath.Join(root, "kanban", "boards", "alpha")
+	if err := os.MkdirAll(bd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wait(`"board":"alpha"`)
+	db := filepath.Join(bd, board.DBName)
+	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 20, Seed: 1, WAL: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		name := board.FormatTimestamped(board.DBName, time.Date(2026, 5, 1, 12, 0, 0, 0, time.Local), i)
+		if err := os.WriteFile(filepath.Join(bd, name), []byte("copy"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := wait(`"event":"storm-started"`)
+	if !strings.Contains(l, `"board":"alpha"`) {
+		t.Fatalf("storm on the wrong board: %s", l)
+	}
+	want := "kanban-doctor: " + root + ": no board yet; waiting for boards under " + filepath.Join(root, "kanban", "boards") + "/\n"
+	if stderr.String() != want {
+		t.Fatalf("stderr %q, want %q", stderr.String(), want)
+	}
+}
