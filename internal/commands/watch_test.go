@@ -31,7 +31,7 @@ func TestWatchOnStormVerifyRunsTheVerifyCommandAsAChild(t *testing.T) {
 	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 200, Seed: 1, WAL: true}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--on-storm", "verify", dir)
+	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--on-storm", "verify", "--verify-every", "0", dir)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestWatchWaitsOnARootWithNoBoardYet(t *testing.T) {
 		t.Fatalf("kanban-doctor not on PATH (TestMain sets it up): %v", err)
 	}
 	root := t.TempDir()
-	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--rescan", "0", root)
+	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--rescan", "0", "--verify-every", "0", root)
 	out, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
