@@ -137,11 +137,16 @@ func (m *metrics) setVerdict(name, verdict, class string, at time.Time, took tim
 	m.lastVerify.WithLabelValues(name).Set(float64(at.UnixNano()) / 1e9)
 }
 
-// handler serves /metrics, /livez (the process answers) and /readyz (the initial scan is done).
-func (m *metrics) handler(ready *atomic.Bool) http.Handler {
+// handler serves /metrics, /livez (the event loop answers: live reports an error when it does not)
+// and /readyz (the initial scan is done).
+func (m *metrics) handler(ready *atomic.Bool, live func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
+		if err := live(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

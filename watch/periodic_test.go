@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -106,5 +107,40 @@ func TestPeriodicVerifyGivesEveryBoardAVerdictWithoutAStorm(t *testing.T) {
 	}
 	if got := r.metric(t, `kanban_doctor_verify_duration_seconds_count{board="default"}`); got < 2 {
 		t.Fatalf("default verified %v times in %s, want at least 2", got, time.Since(start))
+	}
+}
+
+// TestLivezFailsWhenTheEventLoopIsStuck: /livez answers from the event loop, so a loop that is
+// stuck (here: paused by the test in the middle of handling an inotify event) fails the liveness
+// probe, and it answers again once the loop moves.
+func TestLivezFailsWhenTheEventLoopIsStuck(t *testing.T) {
+	old := LiveTimeout
+	LiveTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { LiveTimeout = old })
+	root := t.TempDir()
+	r := startWatcher(t, Options{Paths: []string{root}})
+	get := func() int {
+		resp, err := http.Get(r.url + "/livez")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := get(); c != 200 {
+		t.Fatalf("/livez on an idle watcher: %d, want 200", c)
+	}
+	r.w.gate.Lock()
+	writeBackup(t, root, 1, []byte("x"), nil) // the loop takes the event and blocks on the gate
+	deadline := time.Now().Add(10 * time.Second) // until the event reached the loop
+	for get() != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			r.w.gate.Unlock()
+			t.Fatal("/livez still 200 10s after the loop got stuck, want 503")
+		}
+	}
+	r.w.gate.Unlock()
+	if c := get(); c != 200 {
+		t.Fatalf("/livez after the loop moved on: %d, want 200", c)
 	}
 }

@@ -180,7 +180,8 @@ type Watcher struct {
 	verifyPlan bool        // boards changed: plan again
 	startups   int         // start-up verifies started (spreads the first periodic round)
 	vmu        sync.Mutex
-	verdicts   map[string]string // DB -> "verdict/class" of the last verdict
+	verdicts   map[string]string  // DB -> "verdict/class" of the last verdict
+	ping       chan chan struct{} // /livez asks the loop to answer
 }
 
 // New checks the options and resolves the paths. Nothing is watched until Run.
@@ -190,7 +191,8 @@ func New(opts Options) (*Watcher, error) {
 	}
 	w := &Watcher{opts: opts, log: opts.Logger, m: newMetrics(opts.Version, opts.Revision, opts.VerifyEvery),
 		boards: map[string]*boardState{}, dirs: map[string][]*boardState{}, watched: map[string]bool{}, names: map[string]bool{},
-		verifySem: make(chan struct{}, 1), verified: make(chan verifyDone), verdicts: map[string]string{}}
+		verifySem: make(chan struct{}, 1), verified: make(chan verifyDone), verdicts: map[string]string{},
+		ping: make(chan chan struct{})}
 	w.em = &emitter{w: opts.Events, hook: opts.hook}
 	for _, p := range opts.Paths {
 		real, err := filepath.EvalSymlinks(p)
@@ -216,8 +218,34 @@ func New(opts Options) (*Watcher, error) {
 	return w, nil
 }
 
-// Handler serves /metrics (Prometheus), /livez and /readyz (ready once the initial scan is done).
-func (w *Watcher) Handler() http.Handler { return w.m.handler(&w.ready) }
+// Handler serves /metrics (Prometheus), /livez (the event loop answers within LiveTimeout; during
+// the initial scan the process answering is enough) and /readyz (ready once the initial scan is done).
+func (w *Watcher) Handler() http.Handler { return w.m.handler(&w.ready, w.live) }
+
+// LiveTimeout bounds how long /livez waits for the event loop (tests shorten it).
+var LiveTimeout = 5 * time.Second
+
+// live asks the event loop to answer: a loop stuck in a handler, a deadlock or a stopped loop
+// fails /livez, so a liveness probe restarts the watcher.
+func (w *Watcher) live() error {
+	if !w.ready.Load() {
+		return nil // the initial scan runs before the loop; it can take long on a big root
+	}
+	reply := make(chan struct{})
+	t := time.NewTimer(LiveTimeout)
+	defer t.Stop()
+	select {
+	case w.ping <- reply:
+	case <-t.C:
+		return fmt.Errorf("event loop did not answer within %s", LiveTimeout)
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("event loop did not answer within %s", LiveTimeout)
+	}
+}
 
 // Ready reports whether the initial scan is done.
 func (w *Watcher) Ready() bool { return w.ready.Load() }
@@ -355,6 +383,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.startVerify(now)
 			w.verifyPlan = true
 			after()
+		case reply := <-w.ping:
+			close(reply)
 		case d := <-w.verified:
 			w.finishVerify(d, time.Now())
 			w.verifyPlan = true
