@@ -2,7 +2,9 @@ package watch
 
 import (
 	"net/http"
+	"regexp"
 	"runtime"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -30,21 +32,34 @@ type metrics struct {
 	verifyTime   *prometheus.HistogramVec
 	verifyErrors *prometheus.CounterVec
 	verifyEvery  prometheus.Gauge
+	own          []prometheus.Collector // the kanban_doctor_* collectors
 }
 
-// Verdicts are the values of kanban_doctor_board_verdict's verdict label: probe verdicts, plus
-// "error" when the verify child could not run or answer.
-var Verdicts = []string{"healthy", "transient", "false-positive", "corrupt", "inconclusive", "error"}
+// Verdicts are the values of kanban_doctor_board_verdict's verdict label: the probe's verdicts. A
+// verify that gives none counts in kanban_doctor_verify_errors_total instead.
+var Verdicts = []string{"healthy", "transient", "false-positive", "corrupt", "inconclusive"}
 
-// MetricNames lists every metric family the watcher registers itself (Go and process collector
-// metrics aside); the shipped dashboard and alert rules may use only these.
-var MetricNames = []string{
-	"kanban_doctor_backups_seen_total", "kanban_doctor_storms_total", "kanban_doctor_storm_active",
-	"kanban_doctor_backup_bytes", "kanban_doctor_wal_bytes", "kanban_doctor_board_healthy",
-	"kanban_doctor_watcher_rescans_total", "kanban_doctor_contained_total", "kanban_doctor_contained_bytes_total",
-	"kanban_doctor_build_info", "kanban_doctor_board_verdict", "kanban_doctor_board_corrupt_class",
-	"kanban_doctor_last_verify_timestamp_seconds", "kanban_doctor_verify_duration_seconds",
-	"kanban_doctor_verify_errors_total", "kanban_doctor_verify_every_seconds",
+// MetricNames lists the metric families the watcher registers itself (Go and process collector
+// metrics aside), read from the collectors' descriptions, so it cannot drift from what /metrics
+// serves; the shipped dashboard and alert rules may use only these.
+func MetricNames() []string {
+	m := newMetrics("", "", 0)
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range m.own {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	re := regexp.MustCompile(`fqName: "([^"]+)"`)
+	var out []string
+	for d := range ch {
+		if sm := re.FindStringSubmatch(d.String()); sm != nil {
+			out = append(out, sm[1])
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func newMetrics(version, revision string, verifyEvery time.Duration) *metrics {
@@ -88,10 +103,11 @@ func newMetrics(version, revision string, verifyEvery time.Duration) *metrics {
 	m.verifyEvery = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kanban_doctor_verify_every_seconds",
 		Help: "The --verify-every interval in seconds (0: periodic verify off)."})
 	m.verifyEvery.Set(max(verifyEvery, 0).Seconds())
-	m.reg.MustRegister(m.seen, m.storms, m.stormActive, m.backupBytes, m.walBytes, m.healthy,
+	m.own = []prometheus.Collector{m.seen, m.storms, m.stormActive, m.backupBytes, m.walBytes, m.healthy,
 		m.rescans, m.contained, m.containBytes, m.buildInfo,
-		m.verdict, m.corruptClass, m.lastVerify, m.verifyTime, m.verifyErrors, m.verifyEvery,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.verdict, m.corruptClass, m.lastVerify, m.verifyTime, m.verifyErrors, m.verifyEvery}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -116,13 +132,9 @@ func (m *metrics) setVerdict(name, verdict, class string, at time.Time, took tim
 		return
 	}
 	for _, v := range Verdicts {
-		g := m.verdict.WithLabelValues(name, v)
-		if v == verdict {
-			g.Set(1)
-		} else {
-			g.Set(0)
-		}
+		m.verdict.WithLabelValues(name, v).Set(0)
 	}
+	m.verdict.WithLabelValues(name, verdict).Set(1)
 	m.corruptClass.DeletePartialMatch(prometheus.Labels{"board": name})
 	switch verdict {
 	case "healthy", "transient", "false-positive":

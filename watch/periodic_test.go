@@ -131,7 +131,7 @@ func TestLivezFailsWhenTheEventLoopIsStuck(t *testing.T) {
 		t.Fatalf("/livez on an idle watcher: %d, want 200", c)
 	}
 	r.w.gate.Lock()
-	writeBackup(t, root, 1, []byte("x"), nil) // the loop takes the event and blocks on the gate
+	writeBackup(t, root, 1, []byte("x"), nil)    // the loop takes the event and blocks on the gate
 	deadline := time.Now().Add(10 * time.Second) // until the event reached the loop
 	for get() != http.StatusServiceUnavailable {
 		if time.Now().After(deadline) {
