@@ -3,7 +3,11 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -503,5 +507,47 @@ func TestDockerfileStampsVersionAndRevision(t *testing.T) {
 	}
 	if !strings.Contains(string(out), vals["VERSION"]) || !strings.Contains(string(out), vals["REVISION"]) {
 		t.Fatalf("--version says %q, want the stamped version and revision", out)
+	}
+}
+
+// TestScrapePassesPromtoolCheckMetrics scrapes a real watcher (a root with a board directory)
+// over loopback HTTP and lints the exposition with promtool.
+func TestScrapePassesPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "kanban", "boards", "alpha"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := watch.New(watch.Options{Paths: []string{root}, Listener: ln, Version: "v1", Revision: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for !w.Ready() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `kanban_doctor_build_info{goversion=`) {
+		t.Fatalf("scrape lacks build_info:\n%s", body)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(body))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }

@@ -25,8 +25,9 @@ func watchCommand() *cli.Command {
 		Description: "Watches board directories (inotify; --poll where inotify does not work) and prints one JSON line per\n" +
 			"event on stdout: backup-created, storm-started, storm-ended, verdict, contained, wal-growth, rescan.\n" +
 			"A storm is more than --storm-count new backup units within --storm-window; --quiet without one ends it.\n" +
-			"The watcher never opens a live database, its -wal or -shm (stat only); --on-storm verify probes the board\n" +
-			"from a child process. Runs until SIGTERM/SIGINT, then stops its children and exits 0 within 5 s.",
+			"The watcher never opens a live database, its -wal or -shm (stat only); --verify-every and --on-storm verify\n" +
+			"probe the board from a child process, one at a time. A directory with no board yet is waited on.\n" +
+			"Runs until SIGTERM/SIGINT, then stops its children and exits 0 within 5 s.",
 		ArgsUsage: "[PATH...]",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "storm-count", Value: 10, Usage: "a storm is more than `N` new backup units within --storm-window"},
