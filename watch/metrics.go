@@ -123,6 +123,15 @@ func (m *metrics) board(name string) {
 	m.verifyErrors.WithLabelValues(name)
 }
 
+// forgetVerdict drops the verdict series of a board whose DB is gone.
+func (m *metrics) forgetVerdict(name string) {
+	l := prometheus.Labels{"board": name}
+	m.verdict.DeletePartialMatch(l)
+	m.corruptClass.DeletePartialMatch(l)
+	m.healthy.DeletePartialMatch(l)
+	m.lastVerify.DeletePartialMatch(l)
+}
+
 // setVerdict records a verify's answer: the verdict gauges (one 1, the rest 0), the corrupt class,
 // board_healthy, the time of the verdict and the duration.
 func (m *metrics) setVerdict(name, verdict, class string, at time.Time, took time.Duration, failed bool) {

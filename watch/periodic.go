@@ -71,7 +71,13 @@ func (w *Watcher) startVerify(now time.Time) {
 		return
 	}
 	if fi, err := os.Stat(st.b.DB); err != nil || !fi.Mode().IsRegular() {
-		st.verifyDue = time.Time{} // the DB went away: scheduled again when it is back
+		// The DB went away (a board archived or deleted): its verdict no longer describes anything,
+		// and an ageing timestamp would raise KanbanVerifyStale. Scheduled again when it is back.
+		st.verifyDue, st.verified, st.verifyTimed = time.Time{}, false, false
+		w.m.forgetVerdict(st.b.Name)
+		w.vmu.Lock()
+		delete(w.verdicts, st.b.DB)
+		w.vmu.Unlock()
 		return
 	}
 	reason := ReasonPeriodic

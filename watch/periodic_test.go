@@ -115,6 +115,23 @@ func TestPeriodicVerifyGivesEveryBoardAVerdictWithoutAStorm(t *testing.T) {
 	if n := len(verdictOf("default")); n != 1 {
 		t.Fatalf("%d verdict events for default's unchanged verdict after its second verify, want 1", n)
 	}
+
+	// beta's DB goes away (archived, deleted): within one interval its verdict series are gone, so
+	// neither KanbanBoardCorrupt nor KanbanVerifyStale keeps firing for a board that is no more.
+	for _, f := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(beta, board.DBName+f))
+	}
+	deadline = time.Now().Add(every + 30*time.Second)
+	for r.metric(t, `kanban_doctor_board_verdict{board="beta",verdict="corrupt"}`) != -1 ||
+		r.metric(t, labels("kanban_doctor_last_verify_timestamp_seconds", "beta")) != -1 {
+		if time.Now().After(deadline) {
+			t.Fatal("beta's verdict series still exported after its DB was removed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := r.metric(t, `kanban_doctor_board_verdict{board="default",verdict="corrupt"}`); got != 1 {
+		t.Fatalf("default's verdict %v after beta went away, want 1", got)
+	}
 }
 
 // TestLivezFailsWhenTheEventLoopIsStuck: /livez answers from the event loop, so a loop that is
