@@ -30,6 +30,39 @@ func Version() string {
 	return "dev"
 }
 
+// revision is set at link time (-ldflags "-X .../reports.revision=abc123"), for builds made
+// without the VCS data Go stamps (a container build from a source tarball).
+var revision = ""
+
+// Revision is the VCS revision this binary was built from: the link-time value, else the
+// vcs.revision Go stamps into a build made in a git checkout (with "-dirty" when it had
+// uncommitted changes), else "unknown".
+func Revision() string {
+	if revision != "" {
+		return revision
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "unknown"
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
+}
+
 // Now is the clock used for generated_at (tests pin it).
 var Now = func() time.Time { return time.Now().UTC() }
 

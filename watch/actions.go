@@ -32,7 +32,10 @@ func (w *Watcher) startActions(b board.Board, ev Event) {
 			if a == "verify" {
 				v := w.verify(ctx, b, ev.Storm)
 				verdict = v.Verdict
-				w.em.emit(v)
+				if ctx.Err() == nil {
+					w.recordVerdict(b, v)
+				}
+				w.em.emit(v) // a storm's verdict is always reported, changed or not
 				continue
 			}
 			w.execAction(ctx, strings.TrimPrefix(a, "exec:"), b, ev, verdict)
@@ -64,6 +67,13 @@ func (w *Watcher) verify(ctx context.Context, b board.Board, storm int64) Event 
 		argv = []string{exe, "verify", "--json"}
 	}
 	argv = append(append([]string(nil), argv...), b.DB)
+	select { // one verify child at a time, periodic or on a storm
+	case w.verifySem <- struct{}{}:
+		defer func() { <-w.verifySem }()
+	case <-ctx.Done():
+		ev.Verdict, ev.Error = "inconclusive", fmt.Sprintf("run verify: %v", ctx.Err())
+		return ev
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.opts.VerifyTimeout)
 	defer cancel()
 	cmd := childCommand(ctx, argv)
@@ -90,12 +100,6 @@ func (w *Watcher) verify(ctx context.Context, b board.Board, storm int64) Event 
 	ev.Verdict, ev.Class = parseVerdict(out.Bytes(), b.DB)
 	if ev.Verdict == "" {
 		ev.Verdict = verdictOfCode(code)
-	}
-	switch ev.Verdict {
-	case "healthy", "transient", "false-positive":
-		w.m.healthy.WithLabelValues(b.Name).Set(1)
-	case "corrupt":
-		w.m.healthy.WithLabelValues(b.Name).Set(0)
 	}
 	w.log.Info("verify", "board", b.Name, "verdict", ev.Verdict, "exit", code, "took_ms", ev.DurationMS)
 	return ev

@@ -53,8 +53,12 @@ type Options struct {
 	OnStorm       []string
 	VerifyCommand []string      // argv the board's DB path is appended to; default: this binary's "verify --json"
 	VerifyTimeout time.Duration // 0 means 2m
-	ExecTimeout   time.Duration // 0 means 30s
-	ActionOutput  io.Writer     // stdout/stderr of exec actions and verify's stderr; nil discards
+	// VerifyEvery > 0: verify every board in a child process (the VerifyCommand) once its DB
+	// exists, after the initial scan, then every VerifyEvery, one child at a time (shared with
+	// --on-storm verify); a verdict event on each change. 0 (the library's default) is off.
+	VerifyEvery  time.Duration
+	ExecTimeout  time.Duration // 0 means 30s
+	ActionOutput io.Writer     // stdout/stderr of exec actions and verify's stderr; nil discards
 
 	Contain bool          // collapse identical arrivals into hard links of the first copy
 	Settle  time.Duration // a unit is contained once no part changed for this long; 0 means 2s
@@ -62,6 +66,7 @@ type Options struct {
 	Events   io.Writer    // JSON lines; nil discards
 	Listener net.Listener // serve /metrics, /livez, /readyz here when set
 	Version  string       // build_info label
+	Revision string       // build_info label; "" means unknown
 	Logger   *slog.Logger // nil: silent
 
 	// hook sees every event after it is written (tests).
@@ -99,7 +104,7 @@ func (o *Options) defaults() error {
 	if o.Settle == 0 {
 		o.Settle = 2 * time.Second
 	}
-	if o.StormCount < 1 || o.StormWindow < 0 || o.Quiet < 0 || o.Poll < 0 || o.Settle < 0 || o.WALEvery < 0 {
+	if o.StormCount < 1 || o.StormWindow < 0 || o.VerifyEvery < 0 || o.Quiet < 0 || o.Poll < 0 || o.Settle < 0 || o.WALEvery < 0 {
 		return fmt.Errorf("%w: counts and durations must be positive", ErrOptions)
 	}
 	for _, a := range o.OnStorm {
@@ -109,6 +114,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Version == "" {
 		o.Version = "dev"
+	}
+	if o.Revision == "" {
+		o.Revision = "unknown"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -134,6 +142,10 @@ type boardState struct {
 
 	walStat  time.Time
 	walAlarm int64 // size at the last wal-growth event; 0 when below the threshold
+
+	verifyDue   time.Time // next periodic verify; zero until the DB is seen
+	verified    bool      // a periodic (or start-up) verify finished
+	verifyTimed bool      // last_verify_timestamp_seconds has a value
 }
 
 // Watcher watches boards for corrupt-backup arrivals. Create it with New and run it with Run.
@@ -160,6 +172,16 @@ type Watcher struct {
 	runCtx  context.Context // Run's context: actions and containment stop with it
 	actions sync.WaitGroup
 	gate    sync.Mutex // held by tests to pause the event consumer
+
+	verifySem  chan struct{} // one verify child at a time
+	verified   chan verifyDone
+	verifyBusy bool        // a periodic verify is running (loop only)
+	verifyNext *boardState // the board planVerify armed the timer for
+	verifyPlan bool        // boards changed: plan again
+	startups   int         // start-up verifies started (spreads the first periodic round)
+	vmu        sync.Mutex
+	verdicts   map[string]string  // DB -> "verdict/class" of the last verdict
+	ping       chan chan struct{} // /livez asks the loop to answer
 }
 
 // New checks the options and resolves the paths. Nothing is watched until Run.
@@ -167,8 +189,10 @@ func New(opts Options) (*Watcher, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	w := &Watcher{opts: opts, log: opts.Logger, m: newMetrics(opts.Version),
-		boards: map[string]*boardState{}, dirs: map[string][]*boardState{}, watched: map[string]bool{}, names: map[string]bool{}}
+	w := &Watcher{opts: opts, log: opts.Logger, m: newMetrics(opts.Version, opts.Revision, opts.VerifyEvery),
+		boards: map[string]*boardState{}, dirs: map[string][]*boardState{}, watched: map[string]bool{}, names: map[string]bool{},
+		verifySem: make(chan struct{}, 1), verified: make(chan verifyDone), verdicts: map[string]string{},
+		ping: make(chan chan struct{})}
 	w.em = &emitter{w: opts.Events, hook: opts.hook}
 	for _, p := range opts.Paths {
 		real, err := filepath.EvalSymlinks(p)
@@ -194,8 +218,34 @@ func New(opts Options) (*Watcher, error) {
 	return w, nil
 }
 
-// Handler serves /metrics (Prometheus), /livez and /readyz (ready once the initial scan is done).
-func (w *Watcher) Handler() http.Handler { return w.m.handler(&w.ready) }
+// Handler serves /metrics (Prometheus), /livez (the event loop answers within LiveTimeout; during
+// the initial scan the process answering is enough) and /readyz (ready once the initial scan is done).
+func (w *Watcher) Handler() http.Handler { return w.m.handler(&w.ready, w.live) }
+
+// LiveTimeout bounds how long /livez waits for the event loop (tests shorten it).
+var LiveTimeout = 5 * time.Second
+
+// live asks the event loop to answer: a loop stuck in a handler, a deadlock or a stopped loop
+// fails /livez, so a liveness probe restarts the watcher.
+func (w *Watcher) live() error {
+	if !w.ready.Load() {
+		return nil // the initial scan runs before the loop; it can take long on a big root
+	}
+	reply := make(chan struct{})
+	t := time.NewTimer(LiveTimeout)
+	defer t.Stop()
+	select {
+	case w.ping <- reply:
+	case <-t.C:
+		return fmt.Errorf("event loop did not answer within %s", LiveTimeout)
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("event loop did not answer within %s", LiveTimeout)
+	}
+}
 
 // Ready reports whether the initial scan is done.
 func (w *Watcher) Ready() bool { return w.ready.Load() }
@@ -255,6 +305,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	walT := time.NewTicker(w.opts.WALEvery)
 	defer walT.Stop()
+	verifyTimer := time.NewTimer(time.Hour)
+	verifyTimer.Stop()
+	w.verifyPlan = true
 
 	after := func() {
 		if w.needSync {
@@ -262,6 +315,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.sync(ReasonDirectory, false)
 		}
 		w.armStorm(stormTimer)
+		if w.verifyPlan {
+			w.verifyPlan = false
+			w.planVerify(verifyTimer, time.Now())
+		}
 		if !bytesArmed && w.anyDirty() {
 			// At most one stat scan per second, and never more than a tenth of the time.
 			bytesTimer.Reset(max(time.Second, 10*w.lastRecount))
@@ -322,6 +379,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 			after()
 		case now := <-walT.C:
 			w.checkWALs(now)
+		case now := <-verifyTimer.C:
+			w.startVerify(now)
+			w.verifyPlan = true
+			after()
+		case reply := <-w.ping:
+			close(reply)
+		case d := <-w.verified:
+			w.finishVerify(d, time.Now())
+			w.verifyPlan = true
+			after()
 		}
 	}
 }
@@ -394,6 +461,7 @@ func childBoards(dir, prefix string) []boardCand {
 // every board when all is set. In poll mode it only scans.
 func (w *Watcher) sync(reason string, all bool) {
 	now := time.Now()
+	w.verifyPlan = true // a board or its DB may have appeared
 	for round := 0; round < 3; round++ {
 		cands, structural, bds := w.wanted()
 		w.boardDirs = bds

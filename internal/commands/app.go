@@ -112,7 +112,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "kanban-doctor",
 		Usage:                "diagnose and repair the SQLite databases behind multi-process kanban boards",
-		Version:              reports.Version(),
+		Version:              reports.Version() + " (revision " + reports.Revision() + ")",
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,

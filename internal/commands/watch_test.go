@@ -33,7 +33,7 @@ func TestWatchOnStormVerifyRunsTheVerifyCommandAsAChild(t *testing.T) {
 	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 200, Seed: 1, WAL: true}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--on-storm", "verify", dir)
+	cmd := exec.Command(exe, "watch", "--storm-count", "2", "--on-storm", "verify", "--verify-every", "0", dir)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
