@@ -24,8 +24,9 @@ func watchCommand() *cli.Command {
 		Description: "Watches board directories (inotify; --poll where inotify does not work) and prints one JSON line per\n" +
 			"event on stdout: backup-created, storm-started, storm-ended, verdict, contained, wal-growth, rescan.\n" +
 			"A storm is more than --storm-count new backup units within --storm-window; --quiet without one ends it.\n" +
-			"The watcher never opens a live database, its -wal or -shm (stat only); --on-storm verify probes the board\n" +
-			"from a child process. Runs until SIGTERM/SIGINT, then stops its children and exits 0 within 5 s.",
+			"The watcher never opens a live database, its -wal or -shm (stat only); --verify-every and --on-storm verify\n" +
+			"probe the board from a child process, one at a time. A directory with no board yet is waited on.\n" +
+			"Runs until SIGTERM/SIGINT, then stops its children and exits 0 within 5 s.",
 		ArgsUsage: "[PATH...]",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "storm-count", Value: 10, Usage: "a storm is more than `N` new backup units within --storm-window"},
@@ -34,7 +35,8 @@ func watchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "rescan", Value: 5 * time.Minute, Usage: "full rescan every `INTERVAL` as a safety net (0: never)"},
 			&cli.DurationFlag{Name: "poll", Usage: "stat-only scans every `INTERVAL` instead of inotify (network filesystems, some container mounts)"},
 			&cli.StringSliceFlag{Name: "on-storm", Usage: "when a storm starts: `verify` (probe the live board in a child process) or exec:CMD (sh -c CMD, event in $KANBAN_DOCTOR_EVENT); repeatable, run in order"},
-			&cli.DurationFlag{Name: "verify-timeout", Value: 2 * time.Minute, Usage: "bound on one --on-storm verify"},
+			&cli.DurationFlag{Name: "verify-every", Value: 15 * time.Minute, Usage: "verify every board in a child process after the initial scan, then every `INTERVAL`, one at a time (0: off)"},
+			&cli.DurationFlag{Name: "verify-timeout", Value: 2 * time.Minute, Usage: "bound on one verify (periodic or --on-storm)"},
 			&cli.DurationFlag{Name: "exec-timeout", Value: 30 * time.Second, Usage: "bound on one --on-storm exec:CMD (its process group is killed after)"},
 			&cli.BoolFlag{Name: "contain", Usage: "collapse identical arrivals into hard links of the first copy (byte-compared; every name keeps its content)"},
 			&cli.DurationFlag{Name: "settle", Value: 2 * time.Second, Usage: "--contain acts on a unit once no part changed for this long"},
@@ -79,7 +81,7 @@ func watchOptions(c *cli.Context) (watch.Options, error) {
 			return usage("--%s must be positive", f)
 		}
 	}
-	for _, f := range []string{"quiet", "rescan", "poll", "settle"} {
+	for _, f := range []string{"quiet", "rescan", "poll", "settle", "verify-every"} {
 		if c.Duration(f) < 0 {
 			return usage("--%s must not be negative", f)
 		}
@@ -134,10 +136,11 @@ func watchOptions(c *cli.Context) (watch.Options, error) {
 		StormCount: c.Int("storm-count"), StormWindow: c.Duration("storm-window"), Quiet: c.Duration("quiet"),
 		Rescan: rescan, Poll: c.Duration("poll"),
 		WALThreshold: walAlarm,
-		OnStorm:      c.StringSlice("on-storm"), VerifyTimeout: c.Duration("verify-timeout"), ExecTimeout: c.Duration("exec-timeout"),
+		OnStorm:      c.StringSlice("on-storm"), VerifyTimeout: c.Duration("verify-timeout"),
+		VerifyEvery: c.Duration("verify-every"), ExecTimeout: c.Duration("exec-timeout"),
 		ActionOutput: c.App.ErrWriter,
 		Contain:      c.Bool("contain"), Settle: c.Duration("settle"),
-		Events: c.App.Writer, Version: reports.Version(), Logger: logger,
+		Events: c.App.Writer, Version: reports.Version(), Revision: reports.Revision(), Logger: logger,
 	}, nil
 }
 
