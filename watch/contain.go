@@ -449,7 +449,9 @@ func (c *container) link(ctx context.Context, dup, keep *cunit) (int64, error) {
 }
 
 // removeLeftoverLinks removes temporary links a killed run left in dir: only files carrying our
-// link tag that are a second name of another file (link count above 1), so no content can go.
+// link tag that are a second name of another file (link count above 1), or whose bytes the name
+// they were made to replace still holds (a later run re-linked that name to another inode, so the
+// temp became its inode's only name), so no content can go.
 func (c *container) removeLeftoverLinks(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -461,10 +463,23 @@ func (c *container) removeLeftoverLinks(dir string) {
 			continue
 		}
 		p := filepath.Join(dir, n)
-		if ps, err := statPart(p); err == nil && ps.present && ps.nlink > 1 {
-			if os.Remove(p) == nil {
-				c.w.log.Info("contain: removed leftover temporary link", "path", p)
+		ps, err := statPart(p)
+		if err != nil || !ps.present {
+			continue
+		}
+		if ps.nlink <= 1 {
+			// ".<name><tag><hex>": the temp of <name>. Only when <name> holds the same bytes.
+			name := strings.TrimPrefix(n[:strings.Index(n, linkTag)], ".")
+			ts, err := statPart(filepath.Join(dir, name))
+			if err != nil || !ts.present || ts.ino == ps.ino || ts.size != ps.size {
+				continue
 			}
+			if same, err := c.equalFiles(ps, ts); err != nil || !same {
+				continue
+			}
+		}
+		if os.Remove(p) == nil {
+			c.w.log.Info("contain: removed leftover temporary link", "path", p)
 		}
 	}
 }

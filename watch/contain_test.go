@@ -145,12 +145,15 @@ func TestContainNeverTouchesAUnitThatChangedOrAPreexistingOne(t *testing.T) {
 	if !os.SameFile(a, b) {
 		t.Fatal("not linked")
 	}
-	// A leftover temporary link (a killed run) is removed at start; a temp-looking file that is
-	// the only name of its content is left alone.
+	// A leftover temporary link (a killed run) is removed at start, and so is one that became its
+	// inode's only name while the name it was made for still holds the same bytes (a later run
+	// linked that name elsewhere); a temp-looking file whose content exists nowhere else stays.
 	leftover := filepath.Join(root, "."+dup+linkTag+"abc")
 	os.Link(filepath.Join(root, pre), leftover)
+	orphan := filepath.Join(root, "."+dup+linkTag+"0a1b2c")
+	os.WriteFile(orphan, data, 0o644)
 	lonely := filepath.Join(root, "."+dup+linkTag+"def")
-	os.WriteFile(lonely, data, 0o644)
+	os.WriteFile(lonely, bytes.Repeat([]byte("z"), 64<<10), 0o644)
 	r.stop()
 	r2 := startWatcher(t, Options{Paths: []string{root}, Contain: true, Settle: 100 * time.Millisecond, StormCount: 100})
 	writeBackup(t, root, 3, []byte("different"), nil)
@@ -158,6 +161,9 @@ func TestContainNeverTouchesAUnitThatChangedOrAPreexistingOne(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
 		t.Fatalf("leftover link still there: %v", err)
+	}
+	if _, err := os.Lstat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("an orphaned temp whose bytes its unit still holds is still there: %v", err)
 	}
 	if _, err := os.Lstat(lonely); err != nil {
 		t.Fatalf("the only copy of a content was removed: %v", err)
