@@ -168,3 +168,31 @@ func TestLivezFailsWhenTheEventLoopIsStuck(t *testing.T) {
 		t.Fatalf("/livez after the loop moved on: %d, want 200", c)
 	}
 }
+
+// TestStuckVerifierLeavesTheTimestampToAge: a verify child that hangs is killed at
+// --verify-timeout and counted in verify_errors_total; no verdict is invented, and the last-verify
+// timestamp stays where it was, so KanbanVerifyStale fires after twice --verify-every.
+func TestStuckVerifierLeavesTheTimestampToAge(t *testing.T) {
+	root := t.TempDir()
+	liveBoard(t, root, 0, kanban.WriterOptions{})
+	start := time.Now()
+	r := startWatcher(t, Options{Paths: []string{root}, VerifyEvery: 300 * time.Millisecond,
+		VerifyCommand: []string{"/bin/sh", "-c", "sleep 60", "verify"}, VerifyTimeout: 200 * time.Millisecond})
+	deadline := time.Now().Add(30 * time.Second)
+	for r.metric(t, labels("kanban_doctor_verify_errors_total", "default")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("hanging verifies not counted as errors")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts := r.metric(t, labels("kanban_doctor_last_verify_timestamp_seconds", "default"))
+	if ts < float64(start.Unix()) || ts > float64(start.Add(2*time.Second).Unix()) {
+		t.Fatalf("last_verify_timestamp_seconds %v, want the time verifies became due (%d)", ts, start.Unix())
+	}
+	if got := r.metric(t, `kanban_doctor_board_verdict{board="default",verdict="healthy"}`); got != -1 {
+		t.Fatalf("a verdict series (%v) after verifies that never answered", got)
+	}
+	if n := len(r.log.all(EventVerdict)); n != 0 {
+		t.Fatalf("%d verdict events from verifies that never answered, want 0", n)
+	}
+}
