@@ -85,6 +85,19 @@ func TestPeriodicVerifyGivesEveryBoardAVerdictWithoutAStorm(t *testing.T) {
 		t.Errorf("last_verify_timestamp_seconds for beta %v, before the start %d", ts, start.Unix())
 	}
 
+	// gamma's DB appears (hermes made the board, then its DB): verified at once, not at the next rescan.
+	staging := mkdir(t, root, "staging") // same filesystem: the DB appears whole, by rename
+	liveBoard(t, staging, 0, kanban.WriterOptions{})
+	appeared := time.Now()
+	if err := os.Rename(filepath.Join(staging, board.DBName), filepath.Join(root, "kanban", "boards", "gamma", board.DBName)); err != nil {
+		t.Fatal(err)
+	}
+	r.log.waitFor(t, every+30*time.Second, "gamma's first verdict", func() bool { return len(verdictOf("gamma")) == 1 })
+	if g := verdictOf("gamma")[0]; g.Verdict != "healthy" || g.Reason != ReasonStartup {
+		t.Fatalf("gamma's verdict %+v, want healthy from its start-up verify", g)
+	}
+	t.Logf("a board's DB created later: verdict %s after", time.Since(appeared).Round(time.Millisecond))
+
 	// beta turns corrupt: seen within one --verify-every (plus the verify itself).
 	truncateHalf(t, filepath.Join(beta, board.DBName))
 	broke := time.Now()
