@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,6 +101,14 @@ func (w *Watcher) verify(ctx context.Context, b board.Board, storm int64) Event 
 	ev.Verdict, ev.Class = parseVerdict(out.Bytes(), b.DB)
 	if ev.Verdict == "" {
 		ev.Verdict = verdictOfCode(code)
+	}
+	if code == 8 {
+		ev.Error = fmt.Sprintf("verify exited 8 (could not check %s)", b.DB)
+		if dir := filepath.Dir(b.DB); syscall.Access(dir, 2 /* W_OK */) != nil {
+			// The usual cause in a container: the volume is mounted read-only, or for another UID.
+			ev.Error = fmt.Sprintf("verify exited 8: %s is not writable by uid %d; a reader of a WAL board must create its -shm, so mount the volume read-write for the board's owner",
+				dir, os.Getuid())
+		}
 	}
 	w.log.Info("verify", "board", b.Name, "verdict", ev.Verdict, "exit", code, "took_ms", ev.DurationMS)
 	return ev

@@ -17,12 +17,13 @@ var updateEvents = flag.Bool("update-events", false, "rewrite testdata/events.go
 // names other programs parse) with one event of every kind, rendered by the emitter itself.
 func TestEventLinesGolden(t *testing.T) {
 	at := time.Date(2026, 5, 10, 3, 0, 0, 0, time.UTC)
-	exit2 := 2
+	exit2, exit0 := 2, 0
 	events := []Event{
 		{Time: at, Event: EventRescan, Board: "default", DB: "/h/kanban.db", Reason: "initial", Found: 3, Total: 3},
 		{Time: at, Event: EventBackupCreated, Board: "default", DB: "/h/kanban.db", Unit: "kanban.db.corrupt.20260510_030000.bak", Generation: "timestamped", Via: "fsnotify", Seen: 4},
 		{Time: at, Event: EventStormStarted, Board: "default", DB: "/h/kanban.db", Unit: "kanban.db.corrupt.20260510_030000.7.bak", Storm: 1, Units: 11, Threshold: 10, WindowMS: 60000, Seen: 11},
 		{Time: at, Event: EventVerdict, Board: "default", DB: "/h/kanban.db", Storm: 1, Verdict: "corrupt", Class: "index", ExitCode: &exit2, Action: "verify"},
+		{Time: at, Event: EventVerdict, Board: "beta", DB: "/h/kanban/boards/beta/kanban.db", Reason: ReasonStartup, Verdict: "healthy", ExitCode: &exit0, Action: "verify", DurationMS: 87},
 		{Time: at, Event: EventContained, Board: "default", DB: "/h/kanban.db", Unit: "kanban.db.corrupt.20260510_030001.bak", Kept: "kanban.db.corrupt.20260510_030000.bak", Action: "hardlink", Bytes: 1048576},
 		{Time: at, Event: EventWALGrowth, Board: "default", DB: "/h/kanban.db", Bytes: 52428800, WALBytes: 52428800, WALThreshold: 41943040},
 		{Time: at, Event: EventStormEnded, Board: "default", DB: "/h/kanban.db", Storm: 1, Units: 40, Started: "2026-05-10T02:59:00Z", DurationMS: 60000},

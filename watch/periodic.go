@@ -123,16 +123,18 @@ func (w *Watcher) finishVerify(d verifyDone, now time.Time) {
 
 // recordVerdict updates the metrics from a verify's event and says whether the board's verdict
 // (or class) changed since its last verify, the first verdict included. A verify that gave no
-// verdict (the child could not run, timed out, or exited outside the contract) counts as an
-// error and changes nothing else: the last verdict stands and its timestamp ages.
+// verdict (the child could not run, timed out, exited 8) counts as an error and changes no other
+// metric: the last verdict stands and its timestamp ages; the event is announced when the
+// failure is new (a different error, or the first after a verdict).
 func (w *Watcher) recordVerdict(b board.Board, ev Event) bool {
 	took := time.Duration(ev.DurationMS) * time.Millisecond
+	key := ev.Verdict + "/" + ev.Class
 	if ev.Error != "" || ev.Verdict == "error" {
 		w.m.setVerdict(b.Name, "", "", time.Time{}, took, true)
-		return false
+		key = "failed/" + ev.Error // the first failure of a kind is announced, its repeats are not
+	} else {
+		w.m.setVerdict(b.Name, ev.Verdict, ev.Class, time.Now(), took, false)
 	}
-	w.m.setVerdict(b.Name, ev.Verdict, ev.Class, time.Now(), took, false)
-	key := ev.Verdict + "/" + ev.Class
 	w.vmu.Lock()
 	defer w.vmu.Unlock()
 	changed := w.verdicts[b.DB] != key

@@ -85,6 +85,19 @@ func TestPeriodicVerifyGivesEveryBoardAVerdictWithoutAStorm(t *testing.T) {
 		t.Errorf("last_verify_timestamp_seconds for beta %v, before the start %d", ts, start.Unix())
 	}
 
+	// gamma's DB appears (hermes made the board, then its DB): verified at once, not at the next rescan.
+	staging := mkdir(t, root, "staging") // same filesystem: the DB appears whole, by rename
+	liveBoard(t, staging, 0, kanban.WriterOptions{})
+	appeared := time.Now()
+	if err := os.Rename(filepath.Join(staging, board.DBName), filepath.Join(root, "kanban", "boards", "gamma", board.DBName)); err != nil {
+		t.Fatal(err)
+	}
+	r.log.waitFor(t, every+30*time.Second, "gamma's first verdict", func() bool { return len(verdictOf("gamma")) == 1 })
+	if g := verdictOf("gamma")[0]; g.Verdict != "healthy" || g.Reason != ReasonStartup {
+		t.Fatalf("gamma's verdict %+v, want healthy from its start-up verify", g)
+	}
+	t.Logf("a board's DB created later: verdict %s after", time.Since(appeared).Round(time.Millisecond))
+
 	// beta turns corrupt: seen within one --verify-every (plus the verify itself).
 	truncateHalf(t, filepath.Join(beta, board.DBName))
 	broke := time.Now()
@@ -166,5 +179,35 @@ func TestLivezFailsWhenTheEventLoopIsStuck(t *testing.T) {
 	r.w.gate.Unlock()
 	if c := get(); c != 200 {
 		t.Fatalf("/livez after the loop moved on: %d, want 200", c)
+	}
+}
+
+// TestStuckVerifierLeavesTheTimestampToAge: a verify child that hangs is killed at
+// --verify-timeout and counted in verify_errors_total; no verdict is invented, and the last-verify
+// timestamp stays where it was, so KanbanVerifyStale fires after twice --verify-every.
+func TestStuckVerifierLeavesTheTimestampToAge(t *testing.T) {
+	root := t.TempDir()
+	liveBoard(t, root, 0, kanban.WriterOptions{})
+	start := time.Now()
+	r := startWatcher(t, Options{Paths: []string{root}, VerifyEvery: 300 * time.Millisecond,
+		VerifyCommand: []string{"/bin/sh", "-c", "sleep 60", "verify"}, VerifyTimeout: 200 * time.Millisecond})
+	deadline := time.Now().Add(30 * time.Second)
+	for r.metric(t, labels("kanban_doctor_verify_errors_total", "default")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("hanging verifies not counted as errors")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts := r.metric(t, labels("kanban_doctor_last_verify_timestamp_seconds", "default"))
+	if ts < float64(start.Unix()) || ts > float64(start.Add(2*time.Second).Unix()) {
+		t.Fatalf("last_verify_timestamp_seconds %v, want the time verifies became due (%d)", ts, start.Unix())
+	}
+	if got := r.metric(t, `kanban_doctor_board_verdict{board="default",verdict="healthy"}`); got != -1 {
+		t.Fatalf("a verdict series (%v) after verifies that never answered", got)
+	}
+	// The failure is announced once (its repeats are the same failure), with its error.
+	vs := r.log.all(EventVerdict)
+	if len(vs) != 1 || vs[0].Error == "" || vs[0].Verdict != "inconclusive" {
+		t.Fatalf("verdict events %+v from verifies that never answered, want one inconclusive with the error", vs)
 	}
 }

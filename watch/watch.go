@@ -543,6 +543,10 @@ func (w *Watcher) handle(ev fsnotify.Event, now time.Time) {
 		w.needSync = true
 	}
 	for _, st := range w.dirs[dir] {
+		if base == st.dbName && ev.Has(fsnotify.Create) {
+			w.verifyPlan = true // a board's DB appeared: its first verify is due now
+			continue
+		}
 		if base == st.dbName+"-wal" {
 			if ev.Has(fsnotify.Write) || ev.Has(fsnotify.Create) {
 				w.checkWAL(st, now, false)

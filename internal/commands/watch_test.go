@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,5 +180,79 @@ func TestWatchWaitsForTheFirstBoard(t *testing.T) {
 			}
 			wait(`"event":"backup-created","board":"alpha"`)
 		})
+	}
+}
+
+// TestWatchVerifyOnAReadOnlyWALBoardSaysWhy runs the real CLI as uid 65534 (root only) on a WAL
+// board it may read but not write: SQLite cannot create the -shm, verify exits 8, and watch's
+// verdict event says why and what to do instead of a bare "unable to open".
+func TestWatchVerifyOnAReadOnlyWALBoardSaysWhy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the watcher as another uid")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := os.MkdirTemp("", "kd-readonly-wal-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	os.Chmod(shared, 0o755)
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(shared, "kanban-doctor")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(shared, "root")
+	os.Mkdir(root, 0o755)
+	db := filepath.Join(root, board.DBName)
+	if err := kanban.Generate(context.Background(), db, kanban.GenOptions{Tasks: 50, Seed: 1, WAL: true}); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(db, 0o644)
+	cmd := exec.Command(bin, "watch", "--verify-every", "1m", root)
+	cmd.Args[0] = "kanban-doctor"
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("watch exited before a verdict")
+			}
+			if !strings.Contains(l, `"event":"verdict"`) {
+				continue
+			}
+			var ev struct {
+				ExitCode *int   `json:"exit_code"`
+				Error    string `json:"error"`
+			}
+			json.Unmarshal([]byte(l), &ev)
+			if ev.ExitCode == nil || *ev.ExitCode != 8 || !strings.Contains(ev.Error, root+" is not writable by uid 65534") ||
+				!strings.Contains(ev.Error, "-shm") {
+				t.Fatalf("verdict %s: want exit 8 and an error naming the read-only directory and the -shm", l)
+			}
+			return
+		case <-time.After(60 * time.Second):
+			t.Fatal("no verdict from watch")
+		}
 	}
 }
