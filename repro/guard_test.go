@@ -266,7 +266,21 @@ func TestREADMEServeExample(t *testing.T) {
 			t.Errorf("clean: %d false positives", c.FalsePositives)
 		}
 		if c.Scenario == LockDrop && c.Suspicious == 0 {
-			t.Errorf("lock-drop in the guard's process: no suspicious answer in %d checks", c.Checks)
+			// The lost lock is a race the writer wins only sometimes: give it longer runs before
+			// calling the scenario broken.
+			checks := c.Checks
+			for try := 0; try < 3 && c.Suspicious == 0; try++ {
+				more, err := Run(context.Background(), Options{Duration: 2 * time.Second, Scenarios: []string{LockDrop},
+					Strategies: []string{ServePrefix + py + " " + abs}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c = more.Cells[0]
+				checks += c.Checks
+			}
+			if c.Suspicious == 0 {
+				t.Errorf("lock-drop in the guard's process: no suspicious answer in %d checks", checks)
+			}
 		}
 	}
 }
