@@ -138,7 +138,12 @@ func TestContainSurvivesSIGKILLAtAnyPoint(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.Contains(e.Name(), linkTag) {
-			t.Fatalf("leftover temporary link %s", e.Name())
+			var st, tt syscall.Stat_t
+			syscall.Stat(filepath.Join(dir, e.Name()), &st)
+			target := strings.TrimPrefix(e.Name()[:strings.Index(e.Name(), linkTag)], ".")
+			terr := syscall.Stat(filepath.Join(dir, target), &tt)
+			t.Fatalf("leftover temporary link %s (inode %d, %d links, %d bytes); %s: inode %d, %d links, %d bytes, err %v",
+				e.Name(), st.Ino, st.Nlink, st.Size, target, tt.Ino, tt.Nlink, tt.Size, terr)
 		}
 	}
 	t.Logf("%d SIGKILLs (%d before the round's containment finished), %d containments finished before a kill, %d units intact",
