@@ -138,31 +138,34 @@ type Totals struct {
 
 // Result is what Repair did (or, with DryRun, would do).
 type Result struct {
-	DB        string        `json:"db"`
-	Out       string        `json:"out,omitempty"`
-	Verdict   probe.Verdict `json:"verdict"`
-	Class     probe.Class   `json:"class,omitempty"`
-	Action    string        `json:"action"`
-	Plan      []string      `json:"plan"`
-	DryRun    bool          `json:"dry_run"`
-	InPlace   bool          `json:"in_place"`
-	Written   bool          `json:"written"`
-	Tables    []TableReport `json:"tables"`
-	Totals    Totals        `json:"totals"`
-	Output    string        `json:"output_verdict,omitempty"` // the probe's verdict on the published output
-	Backup    string        `json:"backup,omitempty"`         // InPlace: the verified copy of the input taken first
-	Compare   *Comparison   `json:"compare_backup,omitempty"`
-	Notes     []string      `json:"notes"`
-	Diagnosis probe.Result  `json:"diagnosis"`
-	Cleaned   []string      `json:"cleaned_temps,omitempty"`
-	Duration  float64       `json:"duration_seconds"`
+	DB      string        `json:"db"`
+	Out     string        `json:"out,omitempty"`
+	Verdict probe.Verdict `json:"verdict"`
+	Class   probe.Class   `json:"class,omitempty"`
+	Action  string        `json:"action"`
+	Plan    []string      `json:"plan"`
+	DryRun  bool          `json:"dry_run"`
+	InPlace bool          `json:"in_place"`
+	Written bool          `json:"written"`
+	Tables  []TableReport `json:"tables"`
+	Totals  Totals        `json:"totals"`
+	Output  string        `json:"output_verdict,omitempty"` // the probe's verdict on the published output
+	Backup  string        `json:"backup,omitempty"`         // InPlace: the verified copy of the input taken first
+	Compare *Comparison   `json:"compare_backup,omitempty"`
+	Notes   []string      `json:"notes"`
+	// Unchecked names what the output holds that this build could neither open nor check (a
+	// virtual table whose module it lacks): "verified" does not cover them.
+	Unchecked []string     `json:"unchecked,omitempty"`
+	Diagnosis probe.Result `json:"diagnosis"`
+	Cleaned   []string     `json:"cleaned_temps,omitempty"`
+	Duration  float64      `json:"duration_seconds"`
 }
 
 // Lossless reports whether every row read was written and none is known or suspected lost: no
 // lost rowid range, no cell that failed validation. A damaged page whose every cell validated
 // (e.g. a zeroed page-type byte) does not count as a loss.
 func (r Result) Lossless() bool {
-	return r.Totals.RowsLostKnown == 0 && r.Totals.LostRanges == 0 && r.Totals.RowsRead == r.Totals.RowsWritten &&
+	return len(r.Unchecked) == 0 && r.Totals.RowsLostKnown == 0 && r.Totals.LostRanges == 0 && r.Totals.RowsRead == r.Totals.RowsWritten &&
 		r.Totals.RejectedCells == 0
 }
 
@@ -311,8 +314,9 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		}
 		defer dst.Abort()
 		defer removeCompanions(dst.TempPath())
-		tables, notes, err := salvage(ctx, work.TempPath(), dst.TempPath(), log)
+		tables, notes, unchecked, err := salvage(ctx, work.TempPath(), dst.TempPath(), log)
 		res.Notes = append(res.Notes, notes...)
+		res.Unchecked = append(res.Unchecked, unchecked...)
 		if err != nil {
 			if errors.Is(err, ErrUnrecoverable) {
 				return res, fmt.Errorf("repair %s: %w", b.DB, err)

@@ -657,7 +657,7 @@ func BenchmarkSalvage(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		dst := filepath.Join(b.TempDir(), "out.db")
 		os.WriteFile(dst, nil, 0o644)
-		tables, _, err := salvage(context.Background(), src, dst, Options{}.logger())
+		tables, _, _, err := salvage(context.Background(), src, dst, Options{}.logger())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -937,4 +937,40 @@ PRAGMA wal_checkpoint(TRUNCATE);`
 		terms++
 	}
 	t.Logf("pages %d (messages) and %d (fts) zeroed: %d of 3000 messages kept, %d terms agree; notes %v", msgLeaf, ftsLeaf, kept, terms, res.Notes)
+}
+
+// TestFTS4WithoutTheModuleIsKeptAndNotCalledChecked: modernc's SQLite has no fts3/fts4 module, so
+// repair cannot create, rebuild or check such a table. Its shadow tables are salvaged, the table is
+// put back in the schema for a SQLite that has the module, and the result says it was not checked
+// (not "verified healthy", not lossless) instead of dropping the table in silence.
+func TestFTS4WithoutTheModuleIsKeptAndNotCalledChecked(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("sqlite3 CLI absent")
+	}
+	db := filepath.Join(t.TempDir(), "notes.db")
+	script := `PRAGMA page_size=1024;
+CREATE TABLE tasks(id INTEGER PRIMARY KEY, title TEXT);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000) INSERT INTO tasks(title) SELECT 'task number '||x FROM c;
+CREATE VIRTUAL TABLE ft USING fts4(body);
+INSERT INTO ft SELECT title FROM tasks;`
+	if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v: %s", db, err, out)
+	}
+	zeroPage(t, db, "SELECT 6") // a tasks leaf
+	out := filepath.Join(t.TempDir(), "out.db")
+	res, err := Repair(context.Background(), board.New("notes.db", db), Options{Out: out, Static: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Unchecked) != 1 || res.Unchecked[0] != "fts4 table ft" || res.Lossless() {
+		t.Fatalf("unchecked %q, lossless %v: the fts4 table must be named as not checked", res.Unchecked, res.Lossless())
+	}
+	if notes := strings.Join(res.Notes, "\n"); !strings.Contains(notes, "no fts4 module") || !strings.Contains(notes, "VALUES('rebuild')") {
+		t.Errorf("the notes do not say the fts4 table was not checked, or how to rebuild it:\n%s", notes)
+	}
+	// A SQLite with the module opens the table as it was, and a rebuilt index finds every row kept.
+	got, err := exec.Command("sqlite3", out, "PRAGMA integrity_check; INSERT INTO ft(ft) VALUES('rebuild'); INSERT INTO ft(ft) VALUES('integrity-check'); SELECT count(*) FROM ft WHERE ft MATCH 'number';").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "ok\n2000" {
+		t.Fatalf("sqlite3 on the output: %v: %q, want ok and 2000 matches", err, got)
+	}
 }

@@ -88,65 +88,69 @@ type salvager struct {
 	reports  map[string]*TableReport
 	seq      [][2]any // sqlite_sequence rows of the source
 	notes    []string
-	stmts    map[stmtKey]*preparedInsert
-	args     []any // reused by insertRow
+	// unchecked names the objects put in the output that this build cannot open or check (a
+	// virtual table whose module modernc's SQLite lacks, such as fts3/fts4).
+	unchecked []string
+	noModule  []schemaObj
+	stmts     map[stmtKey]*preparedInsert
+	args      []any // reused by insertRow
 }
 
 // salvage reads every row it can from src (a file no other connection has open) and writes a
 // fresh database with the same schema to dst (an empty file). Indexes, triggers and views are
 // created after the data.
-func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableReport, []string, error) {
+func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableReport, []string, []string, error) {
 	s := &salvager{src: src, dst: dst, log: log, reports: map[string]*TableReport{}, stmts: map[stmtKey]*preparedInsert{}}
 	// The raw header first, with no SQLite connection to src open.
 	p, err := openPager(src)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrUnrecoverable, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrUnrecoverable, err)
 	}
 	s.meta, err = readMeta(p)
 	p.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: read page 1: %w", ErrUnrecoverable, err)
+		return nil, nil, nil, fmt.Errorf("%w: read page 1: %w", ErrUnrecoverable, err)
 	}
 
 	conn, closeOut, err := sqlitex.Conn(ctx, dst, sqlitex.Options{ReadWrite: true, Create: true, BusyTimeout: -1,
 		Pragmas: []string{"writable_schema(1)"}})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer closeOut()
 	s.out = conn
 	if err := s.readSchemaSQL(ctx); err != nil {
 		s.notes = append(s.notes, "sqlite_schema unreadable through SQLite ("+err.Error()+"): read page by page")
 		if err := s.readSchemaPages(); err != nil {
-			return nil, s.notes, fmt.Errorf("%w: schema: %w", ErrUnrecoverable, err)
+			return nil, s.notes, nil, fmt.Errorf("%w: schema: %w", ErrUnrecoverable, err)
 		}
 	}
 	if err := s.createTables(ctx); err != nil {
-		return nil, s.notes, err
+		return nil, s.notes, nil, err
 	}
 	walk, err := s.copyBySQL(ctx)
 	if err != nil {
-		return nil, s.notes, err
+		return nil, s.notes, nil, err
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return nil, s.notes, fmt.Errorf("begin salvage: %w", err)
+		return nil, s.notes, nil, fmt.Errorf("begin salvage: %w", err)
 	}
 	if len(walk) > 0 {
 		if err := s.copyByPages(ctx, walk); err != nil {
-			return nil, s.notes, err
+			return nil, s.notes, nil, err
 		}
 	}
 	if err := s.finish(ctx); err != nil {
-		return nil, s.notes, err
+		return nil, s.notes, nil, err
 	}
 	for _, pi := range s.stmts {
 		pi.st.Close()
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return nil, s.notes, fmt.Errorf("commit salvage: %w", err)
+		return nil, s.notes, nil, fmt.Errorf("commit salvage: %w", err)
 	}
 	if err := closeOut(); err != nil {
-		return nil, s.notes, err
+		return nil, s.notes, nil, err
 	}
 	var out []TableReport
 	for _, t := range s.tables {
@@ -154,7 +158,7 @@ func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableRep
 		r.LostRanges = mergeRanges(r.LostRanges)
 		out = append(out, *r)
 	}
-	return out, s.notes, nil
+	return out, s.notes, s.unchecked, nil
 }
 
 // srcURI is the URI that attaches our snapshot read-only, accepting a file shorter than its
@@ -264,6 +268,12 @@ func (s *salvager) createTables(ctx context.Context) error {
 			if strings.Contains(err.Error(), "already exists") {
 				// A virtual table's shadow table, made when the virtual table was created.
 				s.notes = append(s.notes, fmt.Sprintf("table %s already made by a virtual table: rows copied into it", o.Name))
+			} else if m := vtabModule.FindStringSubmatch(o.SQL); m != nil && strings.Contains(err.Error(), "no such module") {
+				// Its rows live in its shadow tables, which are ordinary tables salvaged like any
+				// other; the virtual table itself is put back in the schema at the end, for a
+				// SQLite that has the module.
+				s.noModule = append(s.noModule, o)
+				continue
 			} else {
 				s.notes = append(s.notes, fmt.Sprintf("table %s: cannot be created (%v): skipped", o.Name, err))
 				continue
@@ -774,6 +784,9 @@ func (s *salvager) finish(ctx context.Context) error {
 	if err := s.rebuildFTS(ctx); err != nil {
 		return err
 	}
+	if err := s.restoreNoModule(ctx); err != nil {
+		return err
+	}
 	for _, typ := range []string{"index", "trigger", "view"} {
 		for _, o := range s.objs {
 			if o.Type != typ || o.SQL == "" || strings.HasPrefix(o.Name, "sqlite_") {
@@ -786,6 +799,38 @@ func (s *salvager) finish(ctx context.Context) error {
 				s.notes = append(s.notes, fmt.Sprintf("%s %s: cannot be created on the salvaged rows (%v): left out", typ, o.Name, err))
 			}
 		}
+	}
+	return nil
+}
+
+// restoreNoModule puts back, through writable_schema, the schema row of each virtual table whose
+// module this build lacks. Its shadow tables were salvaged as ordinary tables under the names the
+// module gives them, so a SQLite with the module (the sqlite3 shell) opens it as it was. Its index
+// could not be rebuilt or checked here: the result says so and names the command that does.
+func (s *salvager) restoreNoModule(ctx context.Context) error {
+	if len(s.noModule) == 0 {
+		return nil
+	}
+	for _, o := range s.noModule {
+		mod := strings.ToLower(vtabModule.FindStringSubmatch(o.SQL)[1])
+		if _, err := s.out.ExecContext(ctx, "INSERT INTO sqlite_schema(type, name, tbl_name, rootpage, sql) VALUES('table', ?1, ?1, 0, ?2)", o.Name, o.SQL); err != nil {
+			return fmt.Errorf("put virtual table %s back into the schema of %s: %w", o.Name, s.dst, err)
+		}
+		what := fmt.Sprintf("%s table %s", mod, o.Name)
+		s.unchecked = append(s.unchecked, what)
+		fix := ""
+		if mod == "fts3" || mod == "fts4" {
+			fix = fmt.Sprintf("; rebuild and check it with sqlite3: INSERT INTO %s(%s) VALUES('rebuild'); INSERT INTO %s(%s) VALUES('integrity-check');",
+				quote(o.Name), quote(o.Name), quote(o.Name), quote(o.Name))
+		}
+		s.notes = append(s.notes, fmt.Sprintf("%s: this build of kanban-doctor has no %s module: its shadow tables were salvaged and the table put back in the schema, but its index was copied, not rebuilt, and not checked%s", what, mod, fix))
+	}
+	var v int64
+	if err := s.out.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v); err != nil {
+		return fmt.Errorf("schema version of %s: %w", s.dst, err)
+	}
+	if _, err := s.out.ExecContext(ctx, fmt.Sprintf("PRAGMA schema_version=%d", v+1)); err != nil {
+		return fmt.Errorf("schema version of %s: %w", s.dst, err)
 	}
 	return nil
 }
@@ -809,6 +854,9 @@ func (s *salvager) rebuildFTS(ctx context.Context) error {
 		switch strings.ToLower(m[1]) {
 		case "fts3", "fts4", "fts5":
 		default:
+			continue
+		}
+		if s.lacksModule(o.Name) {
 			continue
 		}
 		q := fmt.Sprintf("INSERT INTO %s(%s) VALUES('rebuild')", quote(o.Name), quote(o.Name))
@@ -848,4 +896,13 @@ func mergeRanges(rs []LostRange) []LostRange {
 		out = append(out, r)
 	}
 	return out
+}
+
+func (s *salvager) lacksModule(name string) bool {
+	for _, o := range s.noModule {
+		if o.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -33,8 +33,15 @@ func RepairText(w io.Writer, r repair.Result) error {
 	if r.Written {
 		if r.InPlace {
 			fmt.Fprintf(&b, "  repaired in place: %s (output integrity_check: %s); the damaged board was kept as %s\n", r.DB, r.Output, r.Backup)
+			if len(r.Unchecked) > 0 {
+				fmt.Fprintf(&b, "  not checked here: %s (see the notes)\n", strings.Join(r.Unchecked, ", "))
+			}
 		} else {
-			fmt.Fprintf(&b, "  wrote %s (verified %s); %s was not modified\n", r.Out, r.Output, r.DB)
+			verified := "verified " + r.Output
+			if len(r.Unchecked) > 0 {
+				verified += ", except " + strings.Join(r.Unchecked, ", ") + ": not checked here, see the notes"
+			}
+			fmt.Fprintf(&b, "  wrote %s (%s); %s was not modified\n", r.Out, verified, r.DB)
 		}
 	}
 	if len(r.Tables) > 0 {
