@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"golang.org/x/sys/unix"
 
 	lib "modernc.org/sqlite/lib"
@@ -113,6 +115,19 @@ func Check(ctx context.Context, b board.Board, opts Options) (res Result, err er
 	case first.operational() && bypassParams(opts.Params) != "":
 		// A connection that bypasses locking may fail to open at all (nolock on a WAL board gives
 		// SQLITE_CANTOPEN): that says nothing about the file; the clean child will.
+	case first.operational() && hotJournal(first):
+		// SQLITE_READONLY_ROLLBACK: a writer was killed inside a transaction and left a hot
+		// rollback journal, which a read-only connection may not roll back. Nothing is known
+		// about the file until a writer has.
+		res.Verdict = Inconclusive
+		size := ""
+		if fi, err := os.Stat(b.DB + "-journal"); err == nil {
+			size = fmt.Sprintf(" (%s)", humanize.IBytes(uint64(fi.Size())))
+		}
+		res.Findings = append(res.Findings, Finding{Code: "hot-journal", Severity: "warning",
+			Message: fmt.Sprintf("%s-journal is a hot rollback journal%s: a writer was killed inside a transaction, and a read-only check may not roll it back", filepath.Base(b.DB), size),
+			Hint:    fmt.Sprintf("let a writer roll it back (the next hermes process does, or: sqlite3 %s 'PRAGMA quick_check'), then run kanban-doctor verify again; to keep the state before the rollback, copy %s and its -journal together first", shellQuote(b.DB), shellQuote(b.DB))})
+		return res, nil
 	case first.operational():
 		return res, fmt.Errorf("%s: %w: %s", b.DB, ErrCantOpen, first.Err)
 	case !first.suspicious():
@@ -368,4 +383,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// hotJournal reports whether an open failed on a hot rollback journal (SQLITE_READONLY_ROLLBACK).
+func hotJournal(a answer) bool {
+	return a.Code == 776 || strings.Contains(a.Err, "(776)")
 }

@@ -211,7 +211,11 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 		return res, nil
 	case probe.Inconclusive:
 		res.Action = ActionNone
-		return res, fmt.Errorf("repair %s: %w (%s)", b.DB, ErrInconclusive, firstFinding(diag))
+		why := firstFinding(diag)
+		if len(diag.Findings) > 0 && diag.Findings[0].Code == "hot-journal" {
+			why += "; " + diag.Findings[0].Hint
+		}
+		return res, fmt.Errorf("repair %s: %w (%s)", b.DB, ErrInconclusive, why)
 	}
 	if diag.Class == probe.ClassNotADatabase {
 		res.Action = ActionNone
