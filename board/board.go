@@ -31,6 +31,9 @@ type Board struct {
 	Dir      string `json:"dir"`
 	DB       string `json:"db"`
 	Archived bool   `json:"archived,omitempty"`
+	// Note says what is unusual about how the board was found (a directory under kanban/boards/
+	// whose name hermes would not accept, or a symlink), so nothing is checked or skipped in silence.
+	Note string `json:"note,omitempty"`
 
 	WAL          string `json:"wal_path"`
 	SHM          string `json:"shm_path"`
@@ -224,13 +227,27 @@ func boardsUnder(boardsDir string, opts Options) ([]Board, error) {
 			}
 			continue
 		}
-		if !e.IsDir() || !SlugPattern.MatchString(name) {
+		d := filepath.Join(boardsDir, name)
+		var notes []string
+		if e.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(d)
+			if err != nil || !fi.IsDir() {
+				continue
+			}
+			target, _ := filepath.EvalSymlinks(d)
+			notes = append(notes, "a symlink to "+target+": followed")
+		} else if !e.IsDir() {
 			continue
 		}
-		d := filepath.Join(boardsDir, name)
-		if isBoardDir(d) {
-			out = append(out, New(name, filepath.Join(d, DBName)))
+		if !isBoardDir(d) {
+			continue
 		}
+		if !SlugPattern.MatchString(name) {
+			notes = append(notes, fmt.Sprintf("%q is not a board slug hermes accepts (lower-case letters, digits, - and _): hermes does not open this board; checked anyway", name))
+		}
+		b := New(name, filepath.Join(d, DBName))
+		b.Note = strings.Join(notes, "; ")
+		out = append(out, b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

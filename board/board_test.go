@@ -61,9 +61,13 @@ func TestDiscoverHermesRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"default": 3, "alpha": 1, "beta-2": 2}
+	// Not_A_Slug is no name hermes accepts: it is found, with a note saying so, not skipped in silence.
+	want := map[string]int{"default": 3, "alpha": 1, "beta-2": 2, "Not_A_Slug": 0}
 	got := map[string]int{}
 	for _, b := range boards {
+		if (b.Name == "Not_A_Slug") != strings.Contains(b.Note, "not a board slug") {
+			t.Errorf("board %s: note %q", b.Name, b.Note)
+		}
 		inv, err := ScanBackups(b.DB)
 		if err != nil {
 			t.Fatal(err)
@@ -106,7 +110,7 @@ func TestDiscoverHermesRoot(t *testing.T) {
 		names = append(names, b.Name)
 	}
 	sort.Strings(names)
-	if len(names) != 4 || names[0] != "_archived/gamma-1780000000" {
+	if len(names) != 5 || names[1] != "_archived/gamma-1780000000" {
 		t.Errorf("with --archived: %v", names)
 	}
 }
@@ -122,7 +126,7 @@ func TestDiscoverEnvironmentOrder(t *testing.T) {
 	}
 	env["HERMES_KANBAN_HOME"] = root
 	bs, err := Discover("", opts)
-	if err != nil || len(bs) != 3 {
+	if err != nil || len(bs) != 4 {
 		t.Fatalf("HERMES_KANBAN_HOME: %d boards, %v", len(bs), err)
 	}
 	env["HERMES_KANBAN_DB"] = pinned
@@ -302,5 +306,28 @@ func TestAwaitingDB(t *testing.T) {
 	lone := New("lone", filepath.Join(t.TempDir(), "kanban.db")) // neither file
 	if lone.AwaitingDB() {
 		t.Error("a board with neither kanban.db nor board.json is not awaiting its DB")
+	}
+}
+
+// TestDiscoverFollowsASymlinkedBoardDirectory: a board directory under kanban/boards/ that is a
+// symlink is followed (hermes opens it through the link) and the note says so.
+func TestDiscoverFollowsASymlinkedBoardDirectory(t *testing.T) {
+	root := t.TempDir()
+	elsewhere := filepath.Join(t.TempDir(), "team")
+	if err := os.MkdirAll(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(elsewhere, "board.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "kanban", "boards"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(root, "kanban", "boards", "team")); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := Discover(root, Options{})
+	if err != nil || len(bs) != 1 || bs[0].Name != "team" || !strings.Contains(bs[0].Note, "a symlink to "+elsewhere) {
+		t.Fatalf("boards %+v, %v: want team, noted as a symlink to %s", bs, err, elsewhere)
 	}
 }

@@ -68,6 +68,11 @@ func discoverAll(paths []string, opts board.Options) ([]board.Board, error) {
 		if err != nil {
 			return nil, exitcode.Wrap(exitcode.Operational, err)
 		}
+		for _, b := range bs {
+			if b.Note != "" {
+				fmt.Fprintf(os.Stderr, "kanban-doctor: note: %s: %s\n", b.Dir, b.Note)
+			}
+		}
 		all = append(all, bs...)
 	}
 	return all, nil
