@@ -5,6 +5,7 @@ package board
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -90,6 +91,9 @@ func (b *Board) Stat() {
 	switch {
 	case !b.Exists:
 		b.JournalMode = JournalMissing
+		if why := unusable(b.DB); why != "" {
+			b.JournalMode, b.HeaderError = JournalUnusable, why
+		}
 		return
 	case b.Size == 0:
 		b.JournalMode = JournalEmpty
@@ -98,10 +102,43 @@ func (b *Board) Stat() {
 	h, err := ReadHeader(b.DB)
 	if err != nil {
 		b.JournalMode, b.HeaderError = JournalInvalid, err.Error()
+		if !errors.Is(err, ErrNotDatabase) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			b.JournalMode = JournalUnusable // unreadable, not "not a database"
+		}
 		return
 	}
 	b.Header = &h
 	b.JournalMode = h.JournalMode()
+}
+
+// unusable says what is at p when it is not a regular file a database could be in, or "" when
+// nothing is there.
+func unusable(p string) string {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return ""
+	}
+	m := fi.Mode()
+	switch {
+	case m&fs.ModeSymlink != 0:
+		if _, err := os.Stat(p); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return "a symlink that leads nowhere: " + err.Error()
+		}
+		return "a symlink to something that is not a regular file"
+	case m.IsDir():
+		return "a directory, not a database file"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO (named pipe), not a database file"
+	case m&fs.ModeDevice != 0, m&fs.ModeCharDevice != 0:
+		return "a device, not a database file"
+	case m&fs.ModeSocket != 0:
+		return "a socket, not a database file"
+	}
+	return ""
 }
 
 func statSize(p string) (bool, int64) {

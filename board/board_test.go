@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -329,5 +330,32 @@ func TestDiscoverFollowsASymlinkedBoardDirectory(t *testing.T) {
 	bs, err := Discover(root, Options{})
 	if err != nil || len(bs) != 1 || bs[0].Name != "team" || !strings.Contains(bs[0].Note, "a symlink to "+elsewhere) {
 		t.Fatalf("boards %+v, %v: want team, noted as a symlink to %s", bs, err, elsewhere)
+	}
+}
+
+// TestStatSaysWhatIsAtAnUnusableDBPath: a FIFO, a dangling symlink, a symlink loop or a directory at
+// the DB path is not "missing" (something is there): it is unusable, and the header error says what.
+func TestStatSaysWhatIsAtAnUnusableDBPath(t *testing.T) {
+	cases := map[string]func(p string) error{
+		"a FIFO":           func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"leads nowhere":    func(p string) error { return os.Symlink("nowhere", p) },
+		"too many levels":  func(p string) error { return os.Symlink(filepath.Base(p), p) },
+		"a directory, not": func(p string) error { return os.Mkdir(p, 0o755) },
+	}
+	for want, make := range cases {
+		p := filepath.Join(t.TempDir(), DBName)
+		if err := make(p); err != nil {
+			t.Fatal(err)
+		}
+		b := New("default", p)
+		b.Stat()
+		if b.JournalMode != JournalUnusable || !strings.Contains(b.HeaderError, want) {
+			t.Errorf("%s: journal %q, header error %q: want unusable, saying %q", want, b.JournalMode, b.HeaderError, want)
+		}
+	}
+	b := New("default", filepath.Join(t.TempDir(), DBName))
+	b.Stat()
+	if b.JournalMode != JournalMissing || b.HeaderError != "" {
+		t.Errorf("nothing there: journal %q, header error %q: want missing", b.JournalMode, b.HeaderError)
 	}
 }

@@ -19,6 +19,10 @@ const (
 	JournalEmpty    = "empty"   // a 0-byte file: SQLite treats it as a new database
 	JournalMissing  = "missing" // no DB file (a board.json without kanban.db)
 	JournalInvalid  = "invalid" // not a SQLite header
+	// JournalUnusable: something is at the DB path but it cannot be a database or cannot be read
+	// (a FIFO, device, directory, dangling symlink or symlink loop, permission denied); HeaderError
+	// says which.
+	JournalUnusable = "unusable"
 )
 
 // ErrNotDatabase is returned when a file does not start with a valid SQLite header.

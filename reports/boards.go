@@ -32,6 +32,11 @@ func BoardsText(w io.Writer, reps []board.Report) error {
 		return err
 	}
 	for _, r := range reps {
+		if r.HeaderError != "" {
+			fmt.Fprintf(w, "%s: %s: %s\n", r.Name, r.DB, r.HeaderError)
+		}
+	}
+	for _, r := range reps {
 		s := r.Backups
 		if s.Count == 0 && s.Orphans == 0 {
 			continue
@@ -53,9 +58,6 @@ func BoardsText(w io.Writer, reps []board.Report) error {
 			line += fmt.Sprintf("; first %s, last %s", s.First.Format("2006-01-02 15:04:05"), s.Last.Format("2006-01-02 15:04:05"))
 		}
 		fmt.Fprintln(w, line)
-		if r.HeaderError != "" {
-			fmt.Fprintf(w, "%s: header: %s\n", r.Name, r.HeaderError)
-		}
 	}
 	return nil
 }
