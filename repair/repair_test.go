@@ -1028,3 +1028,50 @@ WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<3000) INSER
 		}
 	}
 }
+
+// TestUTF16DatabaseKeepsItsEncoding: the output takes the source's text encoding before the snapshot
+// is attached (SQLite refuses to attach a UTF-16 database to a UTF-8 one, which sent the schema
+// to the page-by-page reader), and keeps at least the rows sqlite3 .dump keeps.
+func TestUTF16DatabaseKeepsItsEncoding(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		t.Skip("sqlite3 CLI absent")
+	}
+	for _, enc := range []string{"UTF-16le", "UTF-16be"} {
+		db := filepath.Join(t.TempDir(), "u16.db")
+		script := "PRAGMA encoding='" + enc + `'; PRAGMA page_size=1024;
+CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<3000) INSERT INTO t(s) SELECT 'row '||x FROM c;`
+		if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v: %s", db, err, out)
+		}
+		zeroPage(t, db, "SELECT 8")
+		dump := filepath.Join(t.TempDir(), "dump.db")
+		d := exec.Command("sh", "-c", `sqlite3 "$1" .dump | sqlite3 "$2"; sqlite3 "$2" "SELECT count(*) FROM t"`, "sh", db, dump)
+		dout, _ := d.Output()
+		var dumped int
+		fmt.Sscan(strings.TrimSpace(string(dout)), &dumped)
+		out := filepath.Join(t.TempDir(), "out.db")
+		res, err := Repair(context.Background(), board.New("u16.db", db), Options{Out: out, Static: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range res.Notes {
+			if strings.Contains(n, "unreadable through SQLite") {
+				t.Errorf("%s: %s", enc, n)
+			}
+		}
+		got, err := exec.Command("sqlite3", out, "PRAGMA encoding; SELECT count(*) FROM t;").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: output %q, .dump keeps %d", enc, got, dumped)
+		f := strings.Fields(string(got))
+		var kept int
+		if len(f) == 2 {
+			fmt.Sscan(f[1], &kept)
+		}
+		if len(f) != 2 || f[0] != enc || kept < dumped || kept == 0 {
+			t.Errorf("%s: output %q: want encoding %s and at least the %d rows .dump keeps", enc, got, enc, dumped)
+		}
+	}
+}

@@ -119,6 +119,11 @@ func salvage(ctx context.Context, src, dst string, log *slog.Logger) ([]TableRep
 	}
 	defer closeOut()
 	s.out = conn
+	// The output's file format first: attaching the snapshot fixes the main database's text
+	// encoding, and SQLite refuses to attach a UTF-16 database to a UTF-8 one.
+	if err := s.setFormat(ctx); err != nil {
+		return nil, nil, nil, err
+	}
 	if err := s.readSchemaSQL(ctx); err != nil {
 		s.notes = append(s.notes, "sqlite_schema unreadable through SQLite ("+err.Error()+"): read page by page")
 		if err := s.readSchemaPages(); err != nil {
@@ -232,13 +237,27 @@ func (s *salvager) readSchemaPages() error {
 	return nil
 }
 
-// createTables sets the file format of the output and creates every table (no index yet).
-func (s *salvager) createTables(ctx context.Context) error {
+// setFormat gives the empty output the source's page size, auto-vacuum mode and text encoding.
+func (s *salvager) setFormat(ctx context.Context) error {
 	encName := map[uint32]string{1: "UTF-8", 2: "UTF-16le", 3: "UTF-16be"}[s.meta.enc]
-	pre := []string{
+	if encName == "" {
+		encName = "UTF-8"
+	}
+	for _, q := range []string{
 		fmt.Sprintf("PRAGMA page_size=%d", s.meta.pageSize),
 		fmt.Sprintf("PRAGMA auto_vacuum=%d", s.meta.autoVacuum),
 		fmt.Sprintf("PRAGMA encoding='%s'", encName),
+	} {
+		if _, err := s.out.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("prepare output %s: %s: %w", s.dst, q, err)
+		}
+	}
+	return nil
+}
+
+// createTables sets the file format of the output and creates every table (no index yet).
+func (s *salvager) createTables(ctx context.Context) error {
+	pre := []string{
 		"PRAGMA journal_mode=MEMORY",
 		"PRAGMA synchronous=OFF",
 		fmt.Sprintf("PRAGMA user_version=%d", int32(s.meta.userVersion)),
