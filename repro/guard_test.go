@@ -189,13 +189,18 @@ func TestReferenceGuardRepairsIndexDesync(t *testing.T) {
 // TestReferenceGuardDamageUnderLockDrop is acceptance 3: with the lock-drop mechanism in its own
 // process (KANBAN_DOCTOR_SCENARIO through exec-serve), the REINDEX guard turns false index-only
 // answers into real damage (guard_damage > 0, --ci fails naming the cell); with REINDEX off it
-// damages nothing. Damage needs a REINDEX to race a writer, so up to three seeds are tried.
+// damages nothing. Damage needs a REINDEX to race a writer, so up to six seeds are tried.
 func TestReferenceGuardDamageUnderLockDrop(t *testing.T) {
 	guard := referenceGuard(t)
 	damaging := ServePrefix + guard + " --serve"
 	var c Cell
-	for seed := uint64(1); seed <= 3; seed++ {
-		res, err := Run(context.Background(), Options{Seed: seed, Duration: 1500 * time.Millisecond, Scenarios: []string{LockDrop},
+	const seeds = 6 // damage needs a REINDEX to race a writer: a loaded machine may need more tries
+	for seed := uint64(1); seed <= seeds; seed++ {
+		d := 1500 * time.Millisecond
+		if seed > 3 {
+			d = 3 * time.Second
+		}
+		res, err := Run(context.Background(), Options{Seed: seed, Duration: d, Scenarios: []string{LockDrop},
 			Strategies: []string{damaging}})
 		if err != nil {
 			t.Fatal(err)
@@ -210,7 +215,7 @@ func TestReferenceGuardDamageUnderLockDrop(t *testing.T) {
 		}
 	}
 	if c.GuardDamage == 0 {
-		t.Errorf("REINDEX guard under lock-drop: no damage in 3 seeds")
+		t.Errorf("REINDEX guard under lock-drop: no damage in %d seeds", seeds)
 	}
 	res, err := Run(context.Background(), Options{Duration: 1500 * time.Millisecond, Scenarios: []string{LockDrop},
 		Strategies: []string{damaging + " --no-reindex"}})
