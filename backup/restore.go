@@ -171,13 +171,13 @@ func Restore(ctx context.Context, from, dbPath string, o Options) (RestoreResult
 		return res, nil
 	}
 
-	if err := backupBefore(ctx, dbPath, o, &res); err != nil {
-		return res, err
-	}
 	if o.Offline {
+		if err := backupBefore(ctx, dbPath, o, &res); err != nil {
+			return res, err
+		}
 		err = restoreOffline(ctx, from, dbPath, wal, sidecars, o, &res)
 	} else {
-		err = restoreOnline(ctx, from, dbPath, o)
+		err = restoreOnlineBackedUp(ctx, from, dbPath, o, &res)
 	}
 	if err != nil {
 		return res, err
@@ -234,9 +234,59 @@ func backupBefore(ctx context.Context, dbPath string, o Options, res *RestoreRes
 	return nil
 }
 
+// restoreOnlineBackedUp backs up the live board and restores from into it. On a WAL board the
+// backup is taken while the restore already holds the board's write lock (readers go on in WAL
+// mode, writers wait), so the backup is exactly the content the restore overwrites: a row another
+// process commits is either in that backup or committed after the restore, on top of it. Taking
+// the backup first and the lock afterwards would lose every row committed in between.
+//
+// A board that is not in WAL mode (the restore's write lock there is EXCLUSIVE and would shut out
+// the backup's own reader), or too damaged to back up (it is quarantined, which may read its file
+// directly, so no connection of ours may be open), is backed up first and restored after, as
+// before; writers committing in that window are not covered.
+func restoreOnlineBackedUp(ctx context.Context, from, dbPath string, o Options, res *RestoreResult) error {
+	if isWAL(ctx, dbPath) {
+		var snapErr error
+		err := restoreOnline(ctx, from, dbPath, o, func() error {
+			snap, err := Snapshot(ctx, dbPath, Options{BusyTimeout: o.BusyTimeout, Logger: o.Logger, Now: o.Now})
+			if err != nil {
+				snapErr = err
+				return err
+			}
+			res.Before = &snap
+			return nil
+		})
+		if snapErr == nil || ctx.Err() != nil {
+			return err
+		}
+		// The backup failed inside the lock: nothing was restored; go the long way below, which
+		// quarantines a damaged board (or reports why it cannot be backed up).
+	}
+	if err := backupBefore(ctx, dbPath, o, res); err != nil {
+		return err
+	}
+	return restoreOnline(ctx, from, dbPath, o, nil)
+}
+
+// isWAL reports whether the board is in WAL mode, asked through a short read-only connection.
+func isWAL(ctx context.Context, dbPath string) bool {
+	conn, closeFn, err := sqlitex.Conn(ctx, dbPath, sqlitex.Options{})
+	if err != nil {
+		return false
+	}
+	defer closeFn()
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return false
+	}
+	return strings.EqualFold(mode, "wal")
+}
+
 // restoreOnline copies from into the live board through SQLite on a read-write connection: one
-// write transaction, so other processes see the old or the new content, never a mix.
-func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
+// write transaction, so other processes see the old or the new content, never a mix. locked, when
+// not nil, runs once the board's write lock is held and before anything is written (see
+// sqlitex.StepOptions.Locked); its error ends the restore with the board unchanged.
+func restoreOnline(ctx context.Context, from, dbPath string, o Options, locked func() error) error {
 	bt := o.BusyTimeout
 	if bt == 0 {
 		bt = 120000
@@ -249,7 +299,7 @@ func restoreOnline(ctx context.Context, from, dbPath string, o Options) error {
 	}
 	defer closeFn()
 	err = sqlitex.RestoreFrom(ctx, conn, sqlitex.DSN(from, sqlitex.Options{}),
-		sqlitex.StepOptions{PagesPerStep: steps(o.PagesPerStep), BusyWait: sqlitex.BusyWait(bt)})
+		sqlitex.StepOptions{PagesPerStep: steps(o.PagesPerStep), BusyWait: sqlitex.BusyWait(bt), Locked: locked})
 	if err != nil {
 		if sqlitex.Classify(err) == sqlitex.KindNotADatabase {
 			return fmt.Errorf("restore into %s: %w (%s); an online restore needs SQLite to open the board: use --offline", dbPath, ErrNotDatabase, sqliteMessage(err))

@@ -28,6 +28,12 @@ type StepOptions struct {
 	// (StepBusyTimeout): SQLite's own wait inside a step does not see a cancelled context, these
 	// retries do, so Ctrl-C ends a wait for a lock at once. 0: no retries.
 	BusyWait time.Duration
+	// Locked, when set, is called once the destination's write lock is held and before any page
+	// is written to it: a first step of zero pages takes the locks (retried like any busy step)
+	// and copies nothing. An error from Locked ends the run with the destination unchanged.
+	// RestoreFrom uses it to back up a WAL board inside the write lock that the restore then
+	// writes under, so no commit can fall between that backup and the restore.
+	Locked func() error
 }
 
 // StepBusyTimeout is the busy timeout (ms) for connections whose waits StepOptions.BusyWait takes over.
@@ -79,33 +85,51 @@ func run(ctx context.Context, open func(string) (*sqlite.Backup, error), uri str
 	if err != nil {
 		return err
 	}
-	var busySince time.Time // start of the current run of busy steps
-	for {
-		if err := ctx.Err(); err != nil {
+	if o.Locked != nil {
+		if _, err := step(ctx, b, 0, o.BusyWait); err != nil {
 			b.Finish()
 			return err
 		}
-		stepStart := time.Now()
-		more, err := b.Step(n)
-		if err != nil {
-			if busySince.IsZero() {
-				busySince = stepStart
-			}
-			if Classify(err) != KindBusy || time.Since(busySince) >= o.BusyWait {
-				b.Finish()
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				b.Finish()
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
-			continue
+		if err := o.Locked(); err != nil {
+			b.Finish() // nothing was written: the destination's transaction is rolled back
+			return err
 		}
-		busySince = time.Time{}
+	}
+	for {
+		more, err := step(ctx, b, n, o.BusyWait)
+		if err != nil {
+			b.Finish()
+			return err
+		}
 		if !more {
 			return b.Finish()
+		}
+	}
+}
+
+// step runs one backup step of n pages, retrying it while it finds a database busy or locked and
+// that run of busy answers has lasted less than busyWait; it checks ctx before every attempt.
+func step(ctx context.Context, b *sqlite.Backup, n int32, busyWait time.Duration) (bool, error) {
+	var busySince time.Time // start of the current run of busy steps
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		stepStart := time.Now()
+		more, err := b.Step(n)
+		if err == nil {
+			return more, nil
+		}
+		if busySince.IsZero() {
+			busySince = stepStart
+		}
+		if Classify(err) != KindBusy || time.Since(busySince) >= busyWait {
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
