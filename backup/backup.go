@@ -220,13 +220,14 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 		return res, err
 	}
 	dbName := filepath.Base(dbPath)
+	source := sourceID(dbPath)
 	if o.DryRun {
 		res.DryRun, res.Path = true, dir
 		if fixed != "" {
 			res.Path = fixed
 		} else if o.Keep > 0 {
 			// The new backup will be the newest: keep Keep-1 of those already there.
-			res.Pruned, err = prune(dir, dbName, o.Keep-1, "", true)
+			res.Pruned, err = prune(dir, dbName, source, o.Keep-1, "", true)
 		}
 		return res, err
 	}
@@ -266,7 +267,7 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	if fixed == "" {
 		res.Path = filepath.Join(dir, Name(dbName, start, sum[:16]))
 		// The same content already backed up here: point at it instead of making a twin.
-		if prev := findSame(dir, dbName, sum); prev != "" {
+		if prev := findSame(dir, dbName, source, sum); prev != "" {
 			f.Abort()
 			res.Path, res.Existed = prev, true
 		}
@@ -275,10 +276,18 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 		if res.Existed, err = publish(f, res.Path, sum); err != nil {
 			return res, err
 		}
+		// Record which board this backup is of, so --keep here never prunes another board's. A
+		// name that already held this content (res.Existed) keeps whatever record it has: it may
+		// be another board's backup.
+		if fixed == "" && !res.Existed {
+			if err := writeSource(res.Path, source, sum); err != nil {
+				return res, fmt.Errorf("backup %s written, but %w", res.Path, err)
+			}
+		}
 	}
 	log.Info("backup written", "source", dbPath, "path", res.Path, "bytes", size, "sha256", sum)
 	if o.Keep > 0 && fixed == "" {
-		res.Pruned, err = prune(dir, dbName, o.Keep, res.Path, false)
+		res.Pruned, err = prune(dir, dbName, source, o.Keep, res.Path, false)
 		if err != nil {
 			return res, err
 		}
@@ -287,14 +296,19 @@ func Snapshot(ctx context.Context, dbPath string, o Options) (Result, error) {
 	return res, nil
 }
 
-// findSame returns one of our backups in dir whose content has the sha256 sum, or "".
-func findSame(dir, dbName, sum string) string {
+// findSame returns one of our backups in dir of the board source (by its source record) whose
+// content has the sha256 sum, or "". Another board's backup with the same content is not reused:
+// that board's --keep may prune it.
+func findSame(dir, dbName, source, sum string) string {
 	all, err := List(dir, dbName)
 	if err != nil {
 		return ""
 	}
 	for i := len(all) - 1; i >= 0; i-- {
-		if all[i].Hash == sum[:16] {
+		if all[i].Hash != sum[:16] {
+			continue
+		}
+		if s, ok := readSource(all[i].Path, all[i].Hash); ok && s == source {
 			if h, err := hashPath(all[i].Path); err == nil && h == sum {
 				return all[i].Path
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -365,4 +366,77 @@ func countEdited(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Two boards (both files are kanban.db) backed up alternately into one --out DIR with --keep 1:
+// each keeps its own newest backup, neither prunes the other's, and a backup without a source
+// record (an older one) is left alone.
+func TestSnapshotKeepNeverPrunesAnotherBoardsBackups(t *testing.T) {
+	root := t.TempDir()
+	out := filepath.Join(root, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var boards [2]string
+	for i, name := range []string{"alpha", "beta"} {
+		d := filepath.Join(root, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		boards[i] = genBoard(t, d, 50, true)
+		execSQL(t, boards[i], fmt.Sprintf("UPDATE tasks SET title = title || ' (%s)'", name)) // distinct content
+	}
+	// An older backup with no source record: whose it is, nothing says.
+	legacy := filepath.Join(out, Name("kanban.db", time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), "0123456789abcdef"))
+	if err := os.WriteFile(legacy, []byte("older backup"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clock := pinnedClock()
+	var newest [2]Result
+	for round := 0; round < 3; round++ {
+		for i, db := range boards {
+			execSQL(t, db, "UPDATE tasks SET priority = priority + 1") // new content each round
+			r, err := Snapshot(context.Background(), db, Options{Out: out, Keep: 1, Now: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Existed {
+				t.Fatalf("round %d board %d: new content reported as already there: %s", round, i, r.Path)
+			}
+			for _, p := range r.Pruned {
+				if p != newest[i].Path {
+					t.Errorf("round %d: backup of %s pruned %s, not its own previous backup %q", round, db, p, newest[i].Path)
+				}
+			}
+			if round > 0 && len(r.Pruned) != 1 {
+				t.Errorf("round %d: backup of %s pruned %v, want its own previous backup", round, db, r.Pruned)
+			}
+			newest[i] = r
+			// After each backup, each board that has been backed up still has its newest one.
+			for j := range newest {
+				if newest[j].Path == "" {
+					continue // not backed up yet
+				}
+				if _, err := os.Stat(newest[j].Path); err != nil {
+					t.Fatalf("round %d, after backing up %s: the only backup of %s is gone: %v", round, db, boards[j], err)
+				}
+			}
+		}
+	}
+	for i, r := range newest {
+		ids := taskIDs(t, r.Path)
+		if len(ids) != 50 {
+			t.Errorf("backup of %s holds %d tasks, want 50", boards[i], len(ids))
+		}
+		if got, ok := readSource(r.Path, r.SHA256[:16]); !ok || got != sourceID(boards[i]) {
+			t.Errorf("source record of %s: %q %v, want %q", r.Path, got, ok, sourceID(boards[i]))
+		}
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("backup without a source record was pruned: %v", err)
+	}
+	all, _ := List(out, "kanban.db")
+	if len(all) != 3 {
+		t.Errorf("left %d backups in --out, want 3 (one per board and the older one): %v", len(all), all)
+	}
 }

@@ -2,9 +2,11 @@ package backup
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,11 +82,94 @@ func List(dir, dbName string) ([]Listed, error) {
 	return out, nil
 }
 
-// prune removes our backups of dbName in dir beyond the newest keep, never the file just written,
-// and returns what it removed (or, with dryRun, would remove). Companions -wal/-shm of a pruned
-// backup go with it. The directory is listed again right before removing, and only names that
-// parse as ours are candidates.
-func prune(dir, dbName string, keep int, written string, dryRun bool) ([]string, error) {
+// SourceSuffix ends the name of the record Snapshot writes beside each backup it names by content
+// (<backup>.source): which board the backup was made from. --keep prunes only backups whose record
+// names the same board, so boards whose files share a name (every board's file is kanban.db) can
+// share a directory without one pruning the other's backups.
+const SourceSuffix = ".source"
+
+const sourceHeader = "kanban-doctor backup source v1"
+
+// maxSourceRecord bounds how much of a record is read: a path and a name, a few KiB at most.
+const maxSourceRecord = 64 << 10
+
+// sourceID is the board path a source record names: absolute, symlinks resolved when they can be,
+// so the same board reached by another spelling of its path is the same source.
+func sourceID(dbPath string) string {
+	p, err := filepath.Abs(dbPath)
+	if err != nil {
+		p = filepath.Clean(dbPath)
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		p = r
+	}
+	return p
+}
+
+// writeSource records, beside the backup at backupPath, that it was made from the board source and
+// has the content sum. The record is built in a temp file, fsynced and renamed into place. Paths are
+// Go-quoted, so any byte of a path survives exactly.
+func writeSource(backupPath, source, sum string) error {
+	f, err := atomicfile.Create(backupPath+SourceSuffix, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	rec := sourceHeader + "\n" +
+		"source " + strconv.Quote(source) + "\n" +
+		"backup " + strconv.Quote(filepath.Base(backupPath)) + "\n" +
+		"sha256 " + sum + "\n"
+	if _, err := f.WriteString(rec); err != nil {
+		return fmt.Errorf("record source of %s: %w", backupPath, err)
+	}
+	return f.Commit()
+}
+
+// readSource returns the board the backup at backupPath was made from, from its source record, and
+// false when there is no record or it cannot be trusted (unreadable, malformed, or written for
+// another file name or content).
+func readSource(backupPath string, hash16 string) (string, bool) {
+	fh, err := os.Open(backupPath + SourceSuffix)
+	if err != nil {
+		return "", false
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, maxSourceRecord+1))
+	if err != nil || len(b) > maxSourceRecord {
+		return "", false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 || lines[0] != sourceHeader {
+		return "", false
+	}
+	var source, name, sum string
+	var okSource, okName bool
+	for _, l := range lines[1:] {
+		switch {
+		case strings.HasPrefix(l, "source "):
+			source, err = strconv.Unquote(strings.TrimPrefix(l, "source "))
+			okSource = err == nil
+		case strings.HasPrefix(l, "backup "):
+			name, err = strconv.Unquote(strings.TrimPrefix(l, "backup "))
+			okName = err == nil
+		case strings.HasPrefix(l, "sha256 "):
+			sum = strings.TrimPrefix(l, "sha256 ")
+		}
+	}
+	if !okSource || !okName || source == "" || name != filepath.Base(backupPath) || !strings.HasPrefix(sum, hash16) {
+		return "", false
+	}
+	return source, true
+}
+
+// prune removes our backups of dbName in dir made from the board source beyond the newest keep of
+// those, never the file just written, and returns what it removed (or, with dryRun, would remove).
+// A backup counts as made from source only when its source record (see SourceSuffix) says so:
+// backups of other boards and backups without a record (written before records existed, or by
+// hand) are neither counted nor removed. Companions -wal/-shm and the record of a pruned backup go
+// with it. The directory is listed again right before removing, and only names that parse as ours
+// are candidates.
+func prune(dir, dbName, source string, keep int, written string, dryRun bool) ([]string, error) {
 	if keep < 0 {
 		return nil, nil
 	}
@@ -92,11 +177,17 @@ func prune(dir, dbName string, keep int, written string, dryRun bool) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	if len(all) <= keep {
+	var mine []Listed
+	for _, l := range all {
+		if s, ok := readSource(l.Path, l.Hash); ok && s == source {
+			mine = append(mine, l)
+		}
+	}
+	if len(mine) <= keep {
 		return nil, nil
 	}
 	var removed []string
-	for _, l := range all[:len(all)-keep] {
+	for _, l := range mine[:len(mine)-keep] {
 		if sameFile(l.Path, written) {
 			continue
 		}
@@ -106,6 +197,7 @@ func prune(dir, dbName string, keep int, written string, dryRun bool) ([]string,
 			}
 			os.Remove(l.Path + "-wal")
 			os.Remove(l.Path + "-shm")
+			os.Remove(l.Path + SourceSuffix)
 		}
 		removed = append(removed, l.Path)
 	}
