@@ -351,3 +351,32 @@ func pathError(path string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }
+
+// OwnFile names which of db's own files path is (the database itself, or its -wal, -shm or
+// -journal), by path or by file identity (a hard link or symlink to it), or returns "". Those
+// names belong to the board's writers: nothing of ours may be written there.
+func OwnFile(path, db string) string {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return filepath.Clean(a)
+		}
+		return filepath.Clean(p)
+	}
+	fp, errP := os.Stat(path)
+	for _, suf := range []string{"", "-wal", "-shm", "-journal"} {
+		f := db + suf
+		same := abs(path) == abs(f)
+		if !same && errP == nil {
+			if fi, err := os.Stat(f); err == nil && os.SameFile(fp, fi) {
+				same = true
+			}
+		}
+		if same {
+			if suf == "" {
+				return "database file"
+			}
+			return suf + " file"
+		}
+	}
+	return ""
+}

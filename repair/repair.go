@@ -237,7 +237,7 @@ func Repair(ctx context.Context, b board.Board, o Options) (res Result, err erro
 	if o.DryRun {
 		return res, nil
 	}
-	if !o.InPlace && isBoardFile(out, b.DB) {
+	if !o.InPlace && board.OwnFile(out, b.DB) != "" {
 		return res, fmt.Errorf("repair %s: %s: %w", b.DB, out, ErrOutputIsInput)
 	}
 	if !o.Force && !o.InPlace {
@@ -446,29 +446,6 @@ func verify(ctx context.Context, o Options, path string) (probe.Verdict, error) 
 		return "", err
 	}
 	return r.Verdict, nil
-}
-
-// isBoardFile reports whether out names the database db or one of its companions, by path or by
-// file identity (a hard link or symlink to it).
-func isBoardFile(out, db string) bool {
-	abs := func(p string) string {
-		if a, err := filepath.Abs(p); err == nil {
-			return filepath.Clean(a)
-		}
-		return filepath.Clean(p)
-	}
-	o := abs(out)
-	for _, f := range []string{db, db + "-wal", db + "-shm", db + "-journal"} {
-		if o == abs(f) {
-			return true
-		}
-		fi1, err1 := os.Stat(out)
-		fi2, err2 := os.Stat(f)
-		if err1 == nil && err2 == nil && os.SameFile(fi1, fi2) {
-			return true
-		}
-	}
-	return false
 }
 
 func requireFile(path string) error {

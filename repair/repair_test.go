@@ -882,18 +882,7 @@ PRAGMA wal_checkpoint(TRUNCATE);`
 	if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
 		t.Fatalf("build state.db: %v: %s", err, out)
 	}
-	leaf := func(name string) int {
-		out, err := exec.Command("sqlite3", db, fmt.Sprintf("SELECT pageno FROM dbstat WHERE name='%s' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 2", name)).Output()
-		var p int
-		if err == nil {
-			_, err = fmt.Sscan(string(out), &p)
-		}
-		if err != nil {
-			t.Skipf("dbstat unavailable: %v", err)
-		}
-		return p
-	}
-	msgLeaf, ftsLeaf := leaf("messages"), leaf("messages_fts_data")
+	msgLeaf, ftsLeaf := dbstatLeaf(t, db, "messages", 2), dbstatLeaf(t, db, "messages_fts_data", 2)
 	zeroPage(t, db, fmt.Sprintf("SELECT %d", msgLeaf))
 	zeroPage(t, db, fmt.Sprintf("SELECT %d", ftsLeaf))
 	out := filepath.Join(t.TempDir(), "out.db")
@@ -992,14 +981,7 @@ WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<3000) INSER
 	if out, err := exec.Command("sqlite3", db, script).CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v: %s", db, err, out)
 	}
-	out, err := exec.Command("sqlite3", db, "SELECT pageno FROM dbstat WHERE name='geo_rowid' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET 3").Output()
-	var leaf int
-	if err == nil {
-		_, err = fmt.Sscan(string(out), &leaf)
-	}
-	if err != nil {
-		t.Skipf("dbstat unavailable: %v", err)
-	}
+	leaf := dbstatLeaf(t, db, "geo_rowid", 3)
 	zeroPage(t, db, fmt.Sprintf("SELECT %d", leaf))
 	dst := filepath.Join(t.TempDir(), "out.db")
 	res, err := Repair(context.Background(), board.New("places.db", db), Options{Out: dst, Static: true})
@@ -1074,4 +1056,19 @@ WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<3000) INSER
 			t.Errorf("%s: output %q: want encoding %s and at least the %d rows .dump keeps", enc, got, enc, dumped)
 		}
 	}
+}
+
+// dbstatLeaf is the page number of the (skip+1)-th leaf of b-tree name, asked of the sqlite3 CLI's
+// dbstat table; the test is skipped where dbstat is not compiled in.
+func dbstatLeaf(t testing.TB, db, name string, skip int) int {
+	t.Helper()
+	out, err := exec.Command("sqlite3", db, fmt.Sprintf("SELECT pageno FROM dbstat WHERE name='%s' AND pagetype='leaf' ORDER BY pageno LIMIT 1 OFFSET %d", name, skip)).Output()
+	var p int
+	if err == nil {
+		_, err = fmt.Sscan(string(out), &p)
+	}
+	if err != nil {
+		t.Skipf("dbstat unavailable: %v", err)
+	}
+	return p
 }

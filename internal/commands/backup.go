@@ -88,7 +88,7 @@ func backupCommand() *cli.Command {
 					}
 				}
 				if o.Out != "" && !isDir(o.Out) {
-					if name := boardCompanion(o.Out, b.DB); name != "" {
+					if name := board.OwnFile(o.Out, b.DB); name != "" {
 						errs = append(errs, exitcode.Errorf(exitcode.Usage, "--out %s is the board's own %s: the board's writers own that name (the next one removes or rewrites it); name another file", o.Out, name))
 						continue
 					}
@@ -220,33 +220,4 @@ func errorStrings(errs []error) []string {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
-}
-
-// boardCompanion names which of db's own files (the DB, its -wal, -shm or -journal) out is, by
-// path or by identity, or returns "".
-func boardCompanion(out, db string) string {
-	abs := func(p string) string {
-		if a, err := filepath.Abs(p); err == nil {
-			return filepath.Clean(a)
-		}
-		return filepath.Clean(p)
-	}
-	fo, errO := os.Stat(out)
-	for _, suf := range []string{"", "-wal", "-shm", "-journal"} {
-		f := db + suf
-		if abs(out) == abs(f) {
-			return companionName(suf)
-		}
-		if fi, err := os.Stat(f); errO == nil && err == nil && os.SameFile(fo, fi) {
-			return companionName(suf)
-		}
-	}
-	return ""
-}
-
-func companionName(suf string) string {
-	if suf == "" {
-		return "database file"
-	}
-	return suf + " file"
 }
